@@ -1,0 +1,7 @@
+"""`crossdvp contracts ...` commands."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(no_args_is_help=True, help="Compile, deploy and measure the Solidity contracts.")
