@@ -1,0 +1,142 @@
+"""Delivery of complete reports to every network of their items, staggered across the DON.
+
+For each (report, network), the node at rotation position p = (index - execution_id mod n) mod n makes
+its first check p * stagger_ms after it stored the report: position 0 sends at once, the others look
+later and send only if the report has not landed. Every check reads the outcome from the network
+(deliverer.status) first, so a report delivered by anyone is never sent again by us. Retries back off
+exponentially; a network that refuses the report for good (FAILED) is left to an operator.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+
+from crossdvp.errors import CrossDvpError
+from crossdvp.oracle.metrics import NodeMetrics
+from crossdvp.oracle.ports import Deliverer, DeliveryState, DeliveryStatus
+from crossdvp.oracle.store import NodeStore, StoredDelivery, hex32
+
+__all__ = ["DeliveryScheduler", "rotation_position"]
+
+log = logging.getLogger(__name__)
+
+MAX_BACKOFF_MS = 60_000
+
+
+def rotation_position(execution_id: bytes, index: int, n: int) -> int:
+    """This node's place in the per-report sending order (0 sends first)."""
+    return (index - int.from_bytes(execution_id, "big") % n) % n
+
+
+class DeliveryScheduler:
+    def __init__(
+        self,
+        *,
+        index: int,
+        n: int,
+        store: NodeStore,
+        deliverers: Mapping[str, Deliverer],
+        metrics: NodeMetrics,
+        now_ms: Callable[[], int],
+        stagger_ms: int,
+        recheck_ms: int,
+    ) -> None:
+        self._index = index
+        self._n = n
+        self._store = store
+        self._deliverers = dict(deliverers)
+        self._metrics = metrics
+        self._now_ms = now_ms
+        self._stagger_ms = stagger_ms
+        self._recheck_ms = recheck_ms
+
+    def _backoff(self, attempts: int) -> int:
+        return min(MAX_BACKOFF_MS, self._recheck_ms << min(attempts, 10))
+
+    async def tick(self) -> int:
+        """Work on every due delivery once; returns how many got confirmed."""
+        confirmed = 0
+        for due in self._store.due_deliveries(self._now_ms()):
+            try:
+                confirmed += await self._work(due)
+            except Exception as exc:  # a delivery failure of any kind is retried later, never fatal
+                retryable = isinstance(exc, CrossDvpError) and exc.retryable
+                kind = "delivery_retryable" if retryable else "delivery_error"
+                self._metrics.errors.labels(kind=kind).inc()
+                self._metrics.deliveries.labels(network=due.network, outcome="error").inc()
+                log.warning(
+                    "report %s to %s: %s (will retry)",
+                    hex32(due.execution_id),
+                    due.network,
+                    exc,
+                    extra={"execution_id": hex32(due.execution_id), "network": due.network},
+                )
+                self._store.postpone_delivery(
+                    due.execution_id,
+                    due.network,
+                    self._now_ms() + self._backoff(due.attempts),
+                    f"{type(exc).__name__}: {exc}"[:500],
+                    failed_attempt=True,
+                )
+        return confirmed
+
+    async def _work(self, due: StoredDelivery) -> int:
+        now = self._now_ms()
+        deliverer = self._deliverers.get(due.network)
+        stored = self._store.report(due.execution_id)
+        if deliverer is None or stored is None:
+            # Not a network this node serves: another node delivers there. Look again rarely.
+            self._store.postpone_delivery(due.execution_id, due.network, now + MAX_BACKOFF_MS, "no deliverer")
+            return 0
+        if due.attempts == 0 and due.state is DeliveryState.NOT_DELIVERED:
+            first_at = (
+                stored.received_ms
+                + rotation_position(due.execution_id, self._index, self._n) * self._stagger_ms
+            )
+            if now < first_at:
+                self._store.postpone_delivery(due.execution_id, due.network, first_at, "waiting for its turn")
+                return 0
+        status = await deliverer.status(stored.report)
+        attempted = False
+        if status.state in (DeliveryState.NOT_DELIVERED, DeliveryState.PENDING):
+            status = await deliverer.deliver(stored.report)
+            attempted = True
+            self._metrics.deliveries.labels(network=due.network, outcome="sent").inc()
+        return self._record(due, status, attempted, stored.received_ms)
+
+    def _record(self, due: StoredDelivery, status: DeliveryStatus, attempted: bool, received_ms: int) -> int:
+        now = self._now_ms()
+        status = DeliveryStatus(due.network, status.state, status.reference, status.detail)
+        next_check = now + self._backoff(due.attempts)
+        self._store.update_delivery(
+            due.execution_id, status, next_check_ms=next_check, now_ms=now, attempted=attempted
+        )
+        report = self._store.report(due.execution_id)
+        sids = [hex32(i.settlement_id) for i in report.report.items] if report else []
+        if status.state is DeliveryState.DELIVERED:
+            self._metrics.deliveries.labels(network=due.network, outcome="delivered").inc()
+            self._metrics.delivery_latency.observe(max(0, now - received_ms) / 1000)
+            for sid in sids:
+                log.info(
+                    "settlement %s delivered to %s (report %s, ref %s%s)",
+                    sid,
+                    due.network,
+                    hex32(due.execution_id),
+                    status.reference or "-",
+                    ", sent by this node" if attempted or due.attempts > 0 else "",
+                    extra={"settlement_id": sid, "network": due.network, "reference": status.reference},
+                )
+            return 1
+        if status.state is DeliveryState.FAILED:
+            self._metrics.deliveries.labels(network=due.network, outcome="failed").inc()
+            for sid in sids:
+                log.error(
+                    "settlement %s: %s refused report %s for good: %s",
+                    sid,
+                    due.network,
+                    hex32(due.execution_id),
+                    status.detail,
+                    extra={"settlement_id": sid, "network": due.network},
+                )
+        return 0

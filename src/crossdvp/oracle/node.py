@@ -1,0 +1,459 @@
+"""One oracle node: observe every network, decide, take part in rounds, deliver, share with peers.
+
+The node is a set of small steps over its store — poll, decide, share (outbox), lead a round, deliver —
+each safe to interrupt at any point (kill -9) and to run again. `step()` runs each once (tests drive
+several nodes in one process with a manual clock); `run()` loops them concurrently for a real process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from crossdvp.errors import CrossDvpError
+from crossdvp.oracle.clock import Clock, SystemClock
+from crossdvp.oracle.config import NodeConfig
+from crossdvp.oracle.consensus import Consensus, RoundOutcome, leader_of, slot_of
+from crossdvp.oracle.delivery import DeliveryScheduler
+from crossdvp.oracle.errors import FinalityViolation, PeerMessageRejected, TermsConflict
+from crossdvp.oracle.keys import NodeKey
+from crossdvp.oracle.metrics import NodeMetrics
+from crossdvp.oracle.peers import PeerSigner, PeerTransport
+from crossdvp.oracle.ports import Deliverer, Observer
+from crossdvp.oracle.store import NodeStore, hex32
+from crossdvp.oracle.wire import report_from_wire
+from crossdvp.settlement.decision import LedgerView, decide
+from crossdvp.settlement.errors import SettlementError
+from crossdvp.settlement.report import DonConfig, ReportItem, WorkflowIdentity
+from crossdvp.settlement.terms import Terms
+
+__all__ = ["Node", "NodeSettings"]
+
+log = logging.getLogger(__name__)
+
+MAX_POLL_BACKOFF_MS = 30_000
+OUTBOX_BACKOFF_MS = 500
+MAX_OUTBOX_BACKOFF_MS = 30_000
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSettings:
+    """Everything a node needs besides its ports, key and store (see config.py for meanings)."""
+
+    index: int
+    name: str
+    don: DonConfig
+    workflow: WorkflowIdentity
+    poll_interval_ms: int = 500
+    round_ms: int = 1000
+    stagger_ms: int = 3000
+    delivery_recheck_ms: int = 2000
+    max_batch: int = 100
+    peer_timeout_ms: int = 800
+    byzantine: str | None = None  # TEST ONLY, see config.TestingSection
+
+    @classmethod
+    def from_config(cls, config: NodeConfig) -> NodeSettings:
+        return cls(
+            index=config.node.index,
+            name=config.node_name,
+            don=config.don_config(),
+            workflow=config.workflow_identity(),
+            poll_interval_ms=config.node.poll_interval_ms,
+            round_ms=config.node.round_ms,
+            stagger_ms=config.node.stagger_ms,
+            delivery_recheck_ms=config.node.delivery_recheck_ms,
+            max_batch=config.node.max_batch,
+            peer_timeout_ms=config.node.peer_timeout_ms,
+            byzantine=config.testing.byzantine,
+        )
+
+
+@dataclass
+class _PollState:
+    next_poll_ms: int = 0
+    failures: int = 0
+    last_ok_ms: int | None = None
+    last_error: str | None = None
+    halted: str | None = None  # a non-retryable observer error (e.g. a reorg deeper than finality)
+
+
+class Node:
+    """One DON member. Ports are injected: real adapters in a process, in-memory twins in tests."""
+
+    def __init__(
+        self,
+        settings: NodeSettings,
+        *,
+        key: NodeKey,
+        store: NodeStore,
+        observers: Sequence[Observer],
+        deliverers: Sequence[Deliverer],
+        transport: PeerTransport,
+        clock: Clock | None = None,
+        metrics: NodeMetrics | None = None,
+    ) -> None:
+        if key.address != settings.don.signers[settings.index]:
+            raise ValueError(f"key {key.address} is not DON signer {settings.index}")
+        self.settings = settings
+        self.store = store
+        self.clock = clock or SystemClock()
+        self.metrics = metrics or NodeMetrics()
+        self._observers = {o.network: o for o in observers}
+        self._deliverers = {d.network: d for d in deliverers}
+        self._transport = transport
+        self._polls = {network: _PollState() for network in self._observers}
+        self._lead_again_ms = 0
+        self.signer = PeerSigner(
+            key=key,
+            index=settings.index,
+            don_id=settings.don.don_id,
+            config_version=settings.don.config_version,
+            signers=settings.don.signers,
+        )
+        self.consensus = Consensus(
+            index=settings.index,
+            key=key,
+            don=settings.don,
+            workflow=settings.workflow,
+            store=store,
+            signer=self.signer,
+            transport=transport,
+            metrics=self.metrics,
+            now_ms=self.clock.now_ms,
+            report_networks=self._report_networks,
+            max_batch=settings.max_batch,
+            peer_timeout_ms=settings.peer_timeout_ms,
+            byzantine=settings.byzantine,
+        )
+        self.delivery = DeliveryScheduler(
+            index=settings.index,
+            n=len(settings.don.signers),
+            store=store,
+            deliverers=self._deliverers,
+            metrics=self.metrics,
+            now_ms=self.clock.now_ms,
+            stagger_ms=settings.stagger_ms,
+            recheck_ms=settings.delivery_recheck_ms,
+        )
+
+    @property
+    def index(self) -> int:
+        return self.settings.index
+
+    @property
+    def networks(self) -> tuple[str, ...]:
+        return tuple(sorted(self._observers))
+
+    def _report_networks(self, items: Sequence[ReportItem]) -> set[str]:
+        """The networks a report must reach: those of its items' legs (all networks if none is known)."""
+        networks: set[str] = set()
+        for item in items:
+            terms = self.store.get_terms(item.settlement_id)
+            if terms is not None:
+                networks |= set(terms.networks())
+        return networks or set(self._deliverers)
+
+    # -- terms -------------------------------------------------------------------------------------
+
+    def register_terms(self, terms: Terms) -> bool:
+        """Store terms and queue them for every peer (retried until acknowledged); True if new.
+
+        Raises TermsConflict when the id already holds different terms.
+        """
+        new = self.store.add_terms(terms, self.clock.now_ms())
+        if new:
+            sid = hex32(terms.settlement_id)
+            log.info(
+                "settlement %s registered (%d legs, deadline %d)",
+                sid,
+                len(terms.legs),
+                terms.deadline_s,
+                extra={"settlement_id": sid},
+            )
+            others = [m for m in range(len(self.settings.don.signers)) if m != self.index]
+            self.store.enqueue(others, "terms", {"terms": terms.to_dict()}, self.clock.now_ms())
+        return new
+
+    # -- observe and decide ------------------------------------------------------------------------
+
+    async def poll_once(self) -> None:
+        """Poll every network whose next poll is due; failures back off and never lose the cursor."""
+        await asyncio.gather(*(self._poll(network) for network in self._observers))
+
+    async def _poll(self, network: str) -> None:
+        state = self._polls[network]
+        now = self.clock.now_ms()
+        if state.halted is not None or now < state.next_poll_ms:
+            return
+        stored = self.store.network_state(network)
+        try:
+            observed = await self._observers[network].poll(stored.cursor if stored else None)
+            if observed.network != network:
+                raise CrossDvpError(f"observer for {network} answered for {observed.network}")
+        except FinalityViolation as exc:
+            # A reorg deeper than the configured finality: our observations may be wrong. Stop reading
+            # this network (decisions that need it stay PENDING) until an operator fixes the depth.
+            state.halted = str(exc)
+            self.metrics.polls.labels(network=network, outcome="error").inc()
+            self.metrics.errors.labels(kind="finality_violation").inc()
+            log.error("network %s halted: %s", network, exc, extra={"network": network})
+            return
+        except Exception as exc:  # transport errors are retryable; anything else is retried too, slower
+            state.failures += 1
+            state.last_error = f"{type(exc).__name__}: {exc}"[:300]
+            retryable = isinstance(exc, CrossDvpError) and exc.retryable
+            self.metrics.polls.labels(network=network, outcome="error").inc()
+            self.metrics.errors.labels(kind="observe_retryable" if retryable else "observe_error").inc()
+            delay = min(MAX_POLL_BACKOFF_MS, self.settings.poll_interval_ms << min(state.failures, 8))
+            if not retryable:
+                delay = MAX_POLL_BACKOFF_MS
+            state.next_poll_ms = now + delay
+            log.warning(
+                "poll of %s failed (%s); retrying in %d ms",
+                network,
+                state.last_error,
+                delay,
+                extra={"network": network},
+            )
+            return
+        new = self.store.record_poll(observed, self.clock.now_ms())
+        state.failures = 0
+        state.last_error = None
+        state.last_ok_ms = self.clock.now_ms()
+        state.next_poll_ms = now + self.settings.poll_interval_ms
+        self.metrics.polls.labels(network=network, outcome="ok").inc()
+        self.metrics.observations.labels(network=network).inc(new)
+        self.metrics.final_time.labels(network=network).set(observed.final_time_s)
+
+    def decide_pending(self) -> int:
+        """Run the decision rule for every registered, undecided settlement; returns how many decided."""
+        decided = 0
+        states = {s.network: s for s in self.store.network_states()}
+        for terms in self.store.undecided_terms():
+            locks = self.store.locks_for(terms.settlement_id)
+            views: dict[str, LedgerView] = {}
+            for network in terms.networks():
+                state = states.get(network)
+                if state is not None:
+                    views[network] = LedgerView(
+                        network=network,
+                        final_time_s=state.final_time_s,
+                        locks=tuple(lock for lock in locks if lock.network == network),
+                    )
+            try:
+                verdict = decide(terms, views)
+            except SettlementError as exc:  # one bad observation must not block every other settlement
+                self.metrics.errors.labels(kind="decide_error").inc()
+                log.error(
+                    "settlement %s: cannot decide: %s",
+                    hex32(terms.settlement_id),
+                    exc,
+                    extra={"settlement_id": hex32(terms.settlement_id)},
+                )
+                continue
+            if not verdict.decided or verdict.decided_at_s is None:
+                continue
+            stored, new = self.store.record_decision(
+                terms, verdict.decision, verdict.decided_at_s, verdict.reason, self.clock.now_ms()
+            )
+            if new:
+                decided += 1
+                sid = hex32(terms.settlement_id)
+                self.metrics.decisions.labels(decision=stored.decision.name.lower()).inc()
+                log.info(
+                    "settlement %s decided %s at ledger time %d: %s",
+                    sid,
+                    stored.decision.name,
+                    stored.decided_at_s,
+                    verdict.reason,
+                    extra={"settlement_id": sid, "decision": stored.decision.name},
+                )
+        return decided
+
+    # -- rounds, sharing, delivery -----------------------------------------------------------------
+
+    def is_leader(self) -> bool:
+        slot = slot_of(self.clock.now_ms(), self.settings.round_ms)
+        return leader_of(slot, len(self.settings.don.signers)) == self.index
+
+    async def consensus_tick(self) -> RoundOutcome | None:
+        """Lead a round if this node leads the current slot; None otherwise."""
+        if not self.is_leader():
+            return None
+        now = self.clock.now_ms()
+        if now < self._lead_again_ms:
+            return None
+        outcome = await self.consensus.lead_round()
+        if outcome.outcome == "no_quorum":
+            # Followers may still be catching up within this slot; ask again soon, but not in a tight loop.
+            self._lead_again_ms = now + self.settings.round_ms // 2
+        return outcome
+
+    async def outbox_tick(self) -> None:
+        """Send every due terms/report share; acknowledged ones are done, others back off."""
+        now = self.clock.now_ms()
+        due = self.store.due_outbox(now)
+
+        async def send(message_id: int, member: int, kind: str, body: dict[str, Any], attempts: int) -> None:
+            try:
+                reply = await self._transport.send(
+                    member,
+                    self.signer.seal(member, kind, body),
+                    timeout_s=self.settings.peer_timeout_ms / 1000,
+                )
+            except CrossDvpError:
+                reply = {}
+            if reply.get("status") in ("ok", "duplicate", "conflict"):
+                self.store.ack_outbox(message_id)
+            else:
+                delay = min(MAX_OUTBOX_BACKOFF_MS, OUTBOX_BACKOFF_MS << min(attempts, 8))
+                self.store.retry_outbox(message_id, self.clock.now_ms() + delay)
+                if attempts in (5, 20, 100):  # an operator should know a peer is unreachable for long
+                    log.warning(
+                        "node %d has not acknowledged a %s share after %d attempts", member, kind, attempts
+                    )
+
+        await asyncio.gather(*(send(m.id, m.member, m.kind, m.body, m.attempts) for m in due))
+
+    async def delivery_tick(self) -> int:
+        if self.settings.byzantine is not None:
+            await self._deliver_forged()
+        return await self.delivery.tick()
+
+    async def _deliver_forged(self) -> None:
+        """TEST ONLY: a Byzantine node tries to push its forged reports straight to the networks."""
+        while self.consensus.forged_reports:
+            forged = self.consensus.forged_reports.pop()
+            for deliverer in self._deliverers.values():
+                with contextlib.suppress(Exception):
+                    await deliverer.deliver(forged)
+
+    async def step(self) -> None:
+        """One pass of every activity (tests; a process uses run())."""
+        await self.poll_once()
+        self.decide_pending()
+        await self.outbox_tick()
+        await self.consensus_tick()
+        await self.delivery_tick()
+
+    # -- peer messages -----------------------------------------------------------------------------
+
+    async def handle_peer_message(self, envelope: object) -> tuple[int, dict[str, Any]]:
+        """Authenticate and dispatch a peer message; returns (HTTP status, JSON reply).
+
+        Drops (and counts by reason) anything PeerSigner.open rejects, malformed bodies, invalid terms
+        and reports that fail verification; those answer 403 (authentication) or 422 (content).
+        """
+        try:
+            message = self.signer.open(envelope)
+        except PeerMessageRejected as exc:
+            self.metrics.peer_dropped.labels(reason=exc.reason).inc()
+            log.warning("peer message dropped (%s): %s", exc.reason, exc)
+            return 403, {"status": "rejected", "reason": exc.reason}
+        try:
+            reply = self._dispatch(message.sender, message.kind, message.body)
+        except PeerMessageRejected as exc:
+            self.metrics.peer_dropped.labels(reason=exc.reason).inc()
+            log.warning("peer message from node %d dropped (%s): %s", message.sender, exc.reason, exc)
+            return 422, {"status": "rejected", "reason": exc.reason, "detail": str(exc)}
+        except CrossDvpError as exc:  # e.g. a proposal whose report cannot be built; never fatal
+            self.metrics.errors.labels(kind="peer_refused").inc()
+            log.warning("peer %s from node %d refused: %s", message.kind, message.sender, exc)
+            return 422, {"status": "rejected", "reason": "refused", "detail": str(exc)}
+        self.metrics.peer_received.labels(kind=message.kind).inc()
+        return 200, reply
+
+    def _dispatch(self, sender: int, kind: str, body: dict[str, Any]) -> dict[str, Any]:
+        if kind == "terms":
+            try:
+                terms = Terms.from_dict(body.get("terms", {}))
+            except (SettlementError, TypeError, ValueError, KeyError) as exc:
+                raise PeerMessageRejected(f"invalid terms: {exc}", reason="invalid_terms") from exc
+            try:
+                new = self.store.add_terms(terms, self.clock.now_ms())
+            except TermsConflict as exc:
+                log.error("node %d shared conflicting terms: %s", sender, exc)
+                return {"status": "conflict", "detail": str(exc)}
+            if new:
+                sid = hex32(terms.settlement_id)
+                log.info("settlement %s registered (from node %d)", sid, sender, extra={"settlement_id": sid})
+            return {"status": "ok" if new else "duplicate"}
+        if kind == "propose":
+            return self.consensus.handle_propose(sender, body)
+        new = self.consensus.accept_report(report_from_wire(body), source="peer")
+        return {"status": "ok" if new else "duplicate"}
+
+    # -- status ------------------------------------------------------------------------------------
+
+    def health(self) -> dict[str, Any]:
+        states = {s.network: s for s in self.store.network_states()}
+        networks = {}
+        for network, poll in sorted(self._polls.items()):
+            stored = states.get(network)
+            networks[network] = {
+                "cursor": stored.cursor if stored else None,
+                "final_time_s": stored.final_time_s if stored else None,
+                "last_poll_ms": poll.last_ok_ms,
+                "consecutive_failures": poll.failures,
+                "last_error": poll.last_error,
+                "halted": poll.halted,
+            }
+        return {
+            "status": "ok",
+            "node": self.settings.name,
+            "index": self.index,
+            "signer": self.settings.don.signers[self.index],
+            "is_leader": self.is_leader(),
+            "networks": networks,
+            "deliverers": sorted(self._deliverers),
+        }
+
+    async def aclose(self) -> None:
+        """Close the ports' connections (those that have any)."""
+        for port in [*self._observers.values(), *self._deliverers.values()]:
+            close = getattr(port, "aclose", None)
+            if close is not None:
+                with contextlib.suppress(Exception):
+                    await close()
+
+    # -- the process loop --------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run every activity in its own loop until `stop` is set; errors are logged, never fatal."""
+        round_tick_ms = max(20, self.settings.round_ms // 5)
+        loops: list[tuple[str, Callable[[], Awaitable[object]], int]] = [
+            ("observe", self._observe_and_decide, max(10, self.settings.poll_interval_ms // 4)),
+            ("outbox", self.outbox_tick, 100),
+            ("consensus", self.consensus_tick, round_tick_ms),
+            ("delivery", self.delivery_tick, 100),
+        ]
+        tasks = [
+            asyncio.create_task(self._loop(name, work, every_ms, stop)) for name, work, every_ms in loops
+        ]
+        try:
+            await stop.wait()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _observe_and_decide(self) -> None:
+        await self.poll_once()
+        self.decide_pending()
+
+    async def _loop(
+        self, name: str, work: Callable[[], Awaitable[object]], every_ms: int, stop: asyncio.Event
+    ) -> None:
+        while not stop.is_set():
+            try:
+                await work()
+            except Exception as exc:  # a bug or an unexpected library error must not stop the node
+                self.metrics.errors.labels(kind=f"{name}_unexpected").inc()
+                log.exception("%s loop error: %s", name, exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=every_ms / 1000)

@@ -1,0 +1,628 @@
+"""The node's own store (SQLAlchemy 2 Core; SQLite by default): everything needed to resume after kill -9.
+
+Invariants kept here, not by callers:
+- The locks one poll found and that network's cursor + final time are written in ONE transaction, so
+  a crash can neither skip an event nor claim a watermark whose locks were not stored.
+- A decision is written once per settlement and never replaced (`record_decision` returns the stored
+  one if there is one). Signing goes through `record_signature`, which refuses any item that differs
+  from the stored decision: this is the node's non-equivocation, and it survives restarts.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, delete, event, func, insert, select, update
+from sqlalchemy.engine import make_url
+
+from crossdvp.oracle._tables import (
+    decisions_table,
+    deliveries_table,
+    locks_table,
+    metadata,
+    networks_table,
+    outbox_table,
+    report_items_table,
+    reports_table,
+    signatures_table,
+    terms_table,
+)
+from crossdvp.oracle.errors import EquivocationRefused, TermsConflict
+from crossdvp.oracle.ports import DeliveryState, DeliveryStatus, Observed, SignedReport
+from crossdvp.settlement.decision import LockObservation
+from crossdvp.settlement.report import ReportItem
+from crossdvp.settlement.terms import Decision, Terms
+
+__all__ = [
+    "NetworkState",
+    "NodeStore",
+    "OutboxMessage",
+    "StoredDecision",
+    "StoredDelivery",
+    "StoredReport",
+    "hex32",
+]
+
+
+def hex32(value: bytes) -> str:
+    return "0x" + value.hex()
+
+
+def _bytes(value: str) -> bytes:
+    return bytes.fromhex(value[2:])
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkState:
+    network: str
+    cursor: str | None
+    final_time_s: int
+    last_poll_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoredDecision:
+    settlement_id: bytes
+    decision: Decision
+    decided_at_s: int
+    terms_hash: bytes
+    reason: str
+    recorded_ms: int
+
+    def item(self) -> ReportItem:
+        return ReportItem(
+            settlement_id=self.settlement_id, terms_hash=self.terms_hash, decision=self.decision
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class StoredReport:
+    report: SignedReport
+    signers: tuple[str, ...]
+    received_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoredDelivery:
+    execution_id: bytes
+    network: str
+    state: DeliveryState
+    reference: str | None
+    detail: str
+    attempts: int
+    next_check_ms: int
+    updated_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxMessage:
+    id: int
+    member: int
+    kind: str
+    body: dict[str, Any]
+    attempts: int
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")  # a committed decision must survive a crash
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()
+
+
+class NodeStore:
+    """One node's persistent state. All methods are synchronous and short (SQLite, local disk)."""
+
+    def __init__(self, url: str) -> None:
+        parsed = make_url(url)
+        connect_args: dict[str, Any] = {}
+        if parsed.get_backend_name() == "sqlite":
+            connect_args["check_same_thread"] = False
+            if parsed.database and parsed.database != ":memory:":
+                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        self.engine: Engine = create_engine(url, connect_args=connect_args)
+        if parsed.get_backend_name() == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        metadata.create_all(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- terms --------------------------------------------------------------------------------------
+
+    def add_terms(self, terms: Terms, now_ms: int) -> bool:
+        """Store terms; True if new, False if the identical terms were already stored.
+
+        Raises TermsConflict when the settlement id already holds different terms.
+        """
+        sid = hex32(terms.settlement_id)
+        with self.engine.begin() as conn:
+            row = conn.execute(
+                select(terms_table.c.terms_hash).where(terms_table.c.settlement_id == sid)
+            ).first()
+            if row is not None:
+                if row.terms_hash != hex32(terms.terms_hash):
+                    raise TermsConflict(
+                        f"settlement {sid} is already registered with terms hash {row.terms_hash}, "
+                        f"not {hex32(terms.terms_hash)}; use a new settlement id"
+                    )
+                return False
+            conn.execute(
+                insert(terms_table).values(
+                    settlement_id=sid,
+                    terms_json=json.dumps(terms.to_dict(), sort_keys=True),
+                    terms_hash=hex32(terms.terms_hash),
+                    deadline_s=terms.deadline_s,
+                    registered_ms=now_ms,
+                )
+            )
+        return True
+
+    def get_terms(self, settlement_id: bytes) -> Terms | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(terms_table.c.terms_json).where(terms_table.c.settlement_id == hex32(settlement_id))
+            ).first()
+        return None if row is None else Terms.from_dict(json.loads(row.terms_json))
+
+    def terms_registered_ms(self, settlement_id: bytes) -> int | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(terms_table.c.registered_ms).where(terms_table.c.settlement_id == hex32(settlement_id))
+            ).first()
+        return None if row is None else int(row.registered_ms)
+
+    def list_terms(self, *, limit: int = 100, after: bytes | None = None) -> list[Terms]:
+        query = select(terms_table.c.terms_json).order_by(terms_table.c.settlement_id).limit(limit)
+        if after is not None:
+            query = query.where(terms_table.c.settlement_id > hex32(after))
+        with self.engine.connect() as conn:
+            return [Terms.from_dict(json.loads(r.terms_json)) for r in conn.execute(query)]
+
+    def undecided_terms(self) -> list[Terms]:
+        query = (
+            select(terms_table.c.terms_json)
+            .outerjoin(decisions_table, decisions_table.c.settlement_id == terms_table.c.settlement_id)
+            .where(decisions_table.c.settlement_id.is_(None))
+            .order_by(terms_table.c.settlement_id)
+        )
+        with self.engine.connect() as conn:
+            return [Terms.from_dict(json.loads(r.terms_json)) for r in conn.execute(query)]
+
+    # -- observations -------------------------------------------------------------------------------
+
+    def network_state(self, network: str) -> NetworkState | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(networks_table).where(networks_table.c.network == network)).first()
+        return (
+            None if row is None else NetworkState(row.network, row.cursor, row.final_time_s, row.last_poll_ms)
+        )
+
+    def network_states(self) -> list[NetworkState]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(networks_table).order_by(networks_table.c.network)).all()
+        return [NetworkState(r.network, r.cursor, r.final_time_s, r.last_poll_ms) for r in rows]
+
+    def record_poll(self, observed: Observed, now_ms: int) -> int:
+        """Store one poll's locks, cursor and final time atomically; returns how many locks were new.
+
+        The final time never moves backwards (an observer glitch must not un-finalize time).
+        """
+        new = 0
+        with self.engine.begin() as conn:
+            for lock in observed.locks:
+                new += self._insert_lock(conn, lock)
+            row = conn.execute(
+                select(networks_table.c.final_time_s).where(networks_table.c.network == observed.network)
+            ).first()
+            if row is None:
+                conn.execute(
+                    insert(networks_table).values(
+                        network=observed.network,
+                        cursor=observed.cursor,
+                        final_time_s=observed.final_time_s,
+                        last_poll_ms=now_ms,
+                    )
+                )
+            else:
+                conn.execute(
+                    update(networks_table)
+                    .where(networks_table.c.network == observed.network)
+                    .values(
+                        cursor=observed.cursor,
+                        final_time_s=max(int(row.final_time_s), observed.final_time_s),
+                        last_poll_ms=now_ms,
+                    )
+                )
+        return new
+
+    @staticmethod
+    def _insert_lock(conn: Connection, lock: LockObservation) -> int:
+        values = {
+            "network": lock.network,
+            "settlement_id": hex32(lock.settlement_id),
+            "leg_index": lock.leg_index,
+            "terms_hash": hex32(lock.terms_hash),
+            "asset": lock.asset,
+            "amount_minor": str(lock.amount_minor),
+            "payer": lock.payer,
+            "payee": lock.payee,
+            "deadline_s": str(lock.deadline_s),
+            "locked_at_s": lock.locked_at_s,
+        }
+        exists = conn.execute(
+            select(locks_table.c.id).where(*(locks_table.c[k] == v for k, v in values.items()))
+        ).first()
+        if exists is not None:  # the same fact seen again (a re-poll after a crash): idempotent
+            return 0
+        conn.execute(insert(locks_table).values(**values))
+        return 1
+
+    def locks_for(self, settlement_id: bytes) -> tuple[LockObservation, ...]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(locks_table)
+                .where(locks_table.c.settlement_id == hex32(settlement_id))
+                .order_by(locks_table.c.network, locks_table.c.leg_index, locks_table.c.id)
+            ).all()
+        return tuple(
+            LockObservation(
+                network=r.network,
+                leg_index=r.leg_index,
+                settlement_id=_bytes(r.settlement_id),
+                terms_hash=_bytes(r.terms_hash),
+                asset=r.asset,
+                amount_minor=int(r.amount_minor),
+                payer=r.payer,
+                payee=r.payee,
+                deadline_s=int(r.deadline_s),
+                locked_at_s=int(r.locked_at_s),
+            )
+            for r in rows
+        )
+
+    # -- decisions ----------------------------------------------------------------------------------
+
+    @staticmethod
+    def _decision(row: Any) -> StoredDecision:
+        return StoredDecision(
+            settlement_id=_bytes(row.settlement_id),
+            decision=Decision(row.decision),
+            decided_at_s=int(row.decided_at_s),
+            terms_hash=_bytes(row.terms_hash),
+            reason=row.reason,
+            recorded_ms=int(row.recorded_ms),
+        )
+
+    def record_decision(
+        self, terms: Terms, decision: Decision, decided_at_s: int, reason: str, now_ms: int
+    ) -> tuple[StoredDecision, bool]:
+        """Persist a SETTLE/ABORT decision unless one is stored; returns (the stored one, whether new).
+
+        Never overwrites: a second call with the opposite decision returns the first (and the caller
+        logs the conflict). Raises ValueError for PENDING, which is not a decision.
+        """
+        if decision is Decision.PENDING:
+            raise ValueError("PENDING is not a decision and is never stored")
+        sid = hex32(terms.settlement_id)
+        with self.engine.begin() as conn:
+            row = conn.execute(select(decisions_table).where(decisions_table.c.settlement_id == sid)).first()
+            if row is not None:
+                return self._decision(row), False
+            conn.execute(
+                insert(decisions_table).values(
+                    settlement_id=sid,
+                    decision=int(decision),
+                    decided_at_s=decided_at_s,
+                    terms_hash=hex32(terms.terms_hash),
+                    reason=reason,
+                    recorded_ms=now_ms,
+                )
+            )
+        stored = StoredDecision(terms.settlement_id, decision, decided_at_s, terms.terms_hash, reason, now_ms)
+        return stored, True
+
+    def decision(self, settlement_id: bytes) -> StoredDecision | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(decisions_table).where(decisions_table.c.settlement_id == hex32(settlement_id))
+            ).first()
+        return None if row is None else self._decision(row)
+
+    def decisions_for(self, settlement_ids: Iterable[bytes]) -> dict[bytes, StoredDecision]:
+        ids = [hex32(s) for s in settlement_ids]
+        if not ids:
+            return {}
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(decisions_table).where(decisions_table.c.settlement_id.in_(ids))).all()
+        return {d.settlement_id: d for d in map(self._decision, rows)}
+
+    def unreported_decisions(self, limit: int) -> list[StoredDecision]:
+        """Decided settlements not in any complete report, by settlement id (the batch order)."""
+        reported = select(report_items_table.c.settlement_id)
+        query = (
+            select(decisions_table)
+            .where(decisions_table.c.settlement_id.not_in(reported))
+            .order_by(decisions_table.c.settlement_id)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return [self._decision(r) for r in conn.execute(query)]
+
+    def count_decisions(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(decisions_table)).scalar_one())
+
+    # -- signatures ---------------------------------------------------------------------------------
+
+    def record_signature(
+        self, execution_id: bytes, items: Sequence[ReportItem], role: str, now_ms: int
+    ) -> None:
+        """Record that this node signs a report with `items`, after checking each against its decision.
+
+        Raises EquivocationRefused when an item has no stored decision or differs from it (decision
+        or terms hash). Nothing is recorded then, and the caller must not sign.
+        """
+        with self.engine.begin() as conn:
+            ids = [hex32(i.settlement_id) for i in items]
+            rows = conn.execute(select(decisions_table).where(decisions_table.c.settlement_id.in_(ids))).all()
+            stored = {r.settlement_id: r for r in rows}
+            for item in items:
+                sid = hex32(item.settlement_id)
+                row = stored.get(sid)
+                if row is None:
+                    raise EquivocationRefused(f"settlement {sid}: not decided by this node; refusing to sign")
+                if Decision(row.decision) is not item.decision or row.terms_hash != hex32(item.terms_hash):
+                    raise EquivocationRefused(
+                        f"settlement {sid}: this node decided {Decision(row.decision).name} for terms "
+                        f"{row.terms_hash}; refusing to sign {item.decision.name} "
+                        f"for {hex32(item.terms_hash)}"
+                    )
+            # Signing the same report again (a re-proposal, a restart) is the same signature: record once.
+            already = {
+                r.settlement_id
+                for r in conn.execute(
+                    select(signatures_table.c.settlement_id).where(
+                        signatures_table.c.execution_id == hex32(execution_id)
+                    )
+                )
+            }
+            new_rows = [
+                {
+                    "execution_id": hex32(execution_id),
+                    "settlement_id": hex32(i.settlement_id),
+                    "decision": int(i.decision),
+                    "role": role,
+                    "signed_ms": now_ms,
+                }
+                for i in items
+                if hex32(i.settlement_id) not in already
+            ]
+            if new_rows:
+                conn.execute(insert(signatures_table), new_rows)
+
+    def signed_decisions(self, settlement_id: bytes) -> set[Decision]:
+        """Every decision this node ever signed for a settlement (at most one for an honest node)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(signatures_table.c.decision)
+                .where(signatures_table.c.settlement_id == hex32(settlement_id))
+                .distinct()
+            ).all()
+        return {Decision(r.decision) for r in rows}
+
+    # -- reports ------------------------------------------------------------------------------------
+
+    def add_report(
+        self, report: SignedReport, signers: Sequence[str], networks: Iterable[str], now_ms: int
+    ) -> bool:
+        """Store a complete (already verified) report and a delivery row per network; True if new."""
+        eid = hex32(report.workflow_execution_id)
+        with self.engine.begin() as conn:
+            if conn.execute(
+                select(reports_table.c.execution_id).where(reports_table.c.execution_id == eid)
+            ).first():
+                return False
+            conn.execute(
+                insert(reports_table).values(
+                    execution_id=eid,
+                    raw=report.raw,
+                    context=report.context,
+                    signatures_json=json.dumps([hex32(s) for s in report.signatures]),
+                    signers_json=json.dumps(list(signers)),
+                    received_ms=now_ms,
+                )
+            )
+            conn.execute(
+                insert(report_items_table),
+                [
+                    {
+                        "execution_id": eid,
+                        "settlement_id": hex32(i.settlement_id),
+                        "terms_hash": hex32(i.terms_hash),
+                        "decision": int(i.decision),
+                    }
+                    for i in report.items
+                ],
+            )
+            for network in sorted(set(networks)):
+                conn.execute(
+                    insert(deliveries_table).values(
+                        execution_id=eid,
+                        network=network,
+                        state=DeliveryState.NOT_DELIVERED.value,
+                        reference=None,
+                        detail="",
+                        attempts=0,
+                        next_check_ms=now_ms,
+                        updated_ms=now_ms,
+                    )
+                )
+        return True
+
+    def _stored_report(self, row: Any, conn: Connection) -> StoredReport:
+        items = conn.execute(
+            select(report_items_table)
+            .where(report_items_table.c.execution_id == row.execution_id)
+            .order_by(report_items_table.c.settlement_id)
+        ).all()
+        report = SignedReport(
+            raw=bytes(row.raw),
+            context=bytes(row.context),
+            signatures=tuple(_bytes(s) for s in json.loads(row.signatures_json)),
+            workflow_execution_id=_bytes(row.execution_id),
+            items=tuple(
+                ReportItem(_bytes(i.settlement_id), _bytes(i.terms_hash), Decision(i.decision)) for i in items
+            ),
+        )
+        return StoredReport(
+            report=report, signers=tuple(json.loads(row.signers_json)), received_ms=row.received_ms
+        )
+
+    def report(self, execution_id: bytes) -> StoredReport | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(reports_table).where(reports_table.c.execution_id == hex32(execution_id))
+            ).first()
+            return None if row is None else self._stored_report(row, conn)
+
+    def reports_for(self, settlement_id: bytes) -> list[StoredReport]:
+        with self.engine.connect() as conn:
+            ids = select(report_items_table.c.execution_id).where(
+                report_items_table.c.settlement_id == hex32(settlement_id)
+            )
+            rows = conn.execute(
+                select(reports_table)
+                .where(reports_table.c.execution_id.in_(ids))
+                .order_by(reports_table.c.received_ms)
+            ).all()
+            return [self._stored_report(r, conn) for r in rows]
+
+    def reports_count(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(reports_table)).scalar_one())
+
+    # -- deliveries ---------------------------------------------------------------------------------
+
+    @staticmethod
+    def _delivery(row: Any) -> StoredDelivery:
+        return StoredDelivery(
+            execution_id=_bytes(row.execution_id),
+            network=row.network,
+            state=DeliveryState(row.state),
+            reference=row.reference,
+            detail=row.detail,
+            attempts=row.attempts,
+            next_check_ms=row.next_check_ms,
+            updated_ms=row.updated_ms,
+        )
+
+    def deliveries_for(self, execution_id: bytes) -> list[StoredDelivery]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(deliveries_table)
+                .where(deliveries_table.c.execution_id == hex32(execution_id))
+                .order_by(deliveries_table.c.network)
+            ).all()
+        return [self._delivery(r) for r in rows]
+
+    def due_deliveries(self, now_ms: int) -> list[StoredDelivery]:
+        """Deliveries not yet confirmed (nor failed for good) whose next check is due."""
+        open_states = (DeliveryState.NOT_DELIVERED.value, DeliveryState.PENDING.value)
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(deliveries_table)
+                .where(deliveries_table.c.state.in_(open_states), deliveries_table.c.next_check_ms <= now_ms)
+                .order_by(deliveries_table.c.next_check_ms)
+            ).all()
+        return [self._delivery(r) for r in rows]
+
+    def update_delivery(
+        self, execution_id: bytes, status: DeliveryStatus, *, next_check_ms: int, now_ms: int, attempted: bool
+    ) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(deliveries_table)
+                .where(
+                    deliveries_table.c.execution_id == hex32(execution_id),
+                    deliveries_table.c.network == status.network,
+                )
+                .values(
+                    state=status.state.value,
+                    reference=status.reference,
+                    detail=status.detail,
+                    attempts=deliveries_table.c.attempts + (1 if attempted else 0),
+                    next_check_ms=next_check_ms,
+                    updated_ms=now_ms,
+                )
+            )
+
+    def postpone_delivery(
+        self,
+        execution_id: bytes,
+        network: str,
+        next_check_ms: int,
+        detail: str,
+        *,
+        failed_attempt: bool = False,
+    ) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(deliveries_table)
+                .where(
+                    deliveries_table.c.execution_id == hex32(execution_id),
+                    deliveries_table.c.network == network,
+                )
+                .values(
+                    next_check_ms=next_check_ms,
+                    detail=detail,
+                    attempts=deliveries_table.c.attempts + (1 if failed_attempt else 0),
+                )
+            )
+
+    # -- outbox (terms and reports shared with peers, retried until acknowledged) --------------------
+
+    def enqueue(self, members: Iterable[int], kind: str, body: dict[str, Any], now_ms: int) -> None:
+        text = json.dumps(body, sort_keys=True)
+        rows = [
+            {
+                "member": m,
+                "kind": kind,
+                "body_json": text,
+                "acked": False,
+                "attempts": 0,
+                "next_attempt_ms": now_ms,
+            }
+            for m in members
+        ]
+        if rows:
+            with self.engine.begin() as conn:
+                conn.execute(insert(outbox_table), rows)
+
+    def due_outbox(self, now_ms: int, limit: int = 100) -> list[OutboxMessage]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(outbox_table)
+                .where(outbox_table.c.acked.is_(False), outbox_table.c.next_attempt_ms <= now_ms)
+                .order_by(outbox_table.c.id)
+                .limit(limit)
+            ).all()
+        return [OutboxMessage(r.id, r.member, r.kind, json.loads(r.body_json), r.attempts) for r in rows]
+
+    def ack_outbox(self, message_id: int) -> None:
+        with self.engine.begin() as conn:
+            # Acknowledged shares are done for good; deleting them keeps the table as small as the backlog.
+            conn.execute(delete(outbox_table).where(outbox_table.c.id == message_id))
+
+    def retry_outbox(self, message_id: int, next_attempt_ms: int) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(outbox_table)
+                .where(outbox_table.c.id == message_id)
+                .values(attempts=outbox_table.c.attempts + 1, next_attempt_ms=next_attempt_ms)
+            )

@@ -1,0 +1,419 @@
+"""Deliver a signed report to an EVM chain through the genuine KeystoneForwarder (a `Deliverer`).
+
+Step 5 of the protocol (DESIGN.md "Execute"): `KeystoneForwarder.report(escrow, raw, context, sigs)`
+verifies the f+1 signatures and routes the payload to `DvPEscrow.onReport`. The forwarder records one
+transmission per (receiver, workflow_execution_id, report_id), which is what makes delivery idempotent
+for every node: whoever lands it first wins, later attempts revert with `AlreadyAttempted`, and
+`getTransmissionInfo` tells anyone the outcome:
+
+    SUCCEEDED         -> DELIVERED      (reference: the transaction that emitted ReportProcessed(.., true))
+    NOT_ATTEMPTED     -> NOT_DELIVERED
+    FAILED            -> NOT_DELIVERED  (the receiver call ran out of gas or reverted; retried with more gas)
+    INVALID_RECEIVER  -> FAILED         (the escrow address is not an IReceiver; an operator must look)
+
+Gas: the forwarder refuses to route with less than ~130k gas and hands the receiver whatever is left,
+so eth_estimateGas of `report` alone only finds the routing floor (the receiver call failing does not
+revert the transaction). We therefore also estimate `onReport` as the forwarder would call it and add
+both, plus a margin; a retry after a FAILED transmission at least doubles the gas the last one had.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from eth_abi.abi import decode as abi_decode
+from eth_abi.abi import encode as abi_encode
+from eth_account import Account
+from eth_utils.address import to_checksum_address
+from eth_utils.crypto import keccak
+
+from crossdvp.chain.contracts import load_artifact
+from crossdvp.errors import ConfigError
+from crossdvp.oracle._rpc import JsonRpcClient, hex_int, selector, to_hex
+from crossdvp.oracle.errors import LedgerUnavailable, RpcReverted
+from crossdvp.oracle.ports import DeliveryState, DeliveryStatus, SignedReport
+from crossdvp.settlement.report import FORWARDER_METADATA_LENGTH, REPORT_METADATA_LENGTH, ReportMetadata
+
+__all__ = ["EvmDeliverer", "TransmissionState"]
+
+logger = logging.getLogger(__name__)
+
+_ON_REPORT_SELECTOR = keccak(text="onReport(bytes,bytes)")[:4]
+
+
+class TransmissionState:
+    """IRouter.TransmissionState, as the forwarder returns it."""
+
+    NOT_ATTEMPTED = 0
+    SUCCEEDED = 1
+    INVALID_RECEIVER = 2
+    FAILED = 3
+
+
+@dataclass(frozen=True, slots=True)
+class _Transmission:
+    state: int
+    transmitter: str
+    gas_limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Sent:
+    tx_hash: str
+    gas: int
+
+
+class _ForwarderAbi:
+    """The few pieces of the KeystoneForwarder ABI the deliverer uses, from its compiled artifact, and
+    the custom errors of it and of the receiver (to explain a refusal by name)."""
+
+    def __init__(self, abi: Sequence[Mapping[str, Any]], receiver_abi: Sequence[Mapping[str, Any]]) -> None:
+        by_name = {(e.get("type"), e.get("name")): dict(e) for e in abi}
+        self.report = selector(by_name[("function", "report")])[:4]
+        self.info = selector(by_name[("function", "getTransmissionInfo")])[:4]
+        self.processed_topic = "0x" + selector(by_name[("event", "ReportProcessed")]).hex()
+        self.errors: dict[bytes, tuple[str, list[str]]] = {}
+        for entry in (*receiver_abi, *abi):
+            if entry.get("type") == "error":
+                types = [str(i["type"]) for i in entry.get("inputs", [])]
+                self.errors[selector(entry)[:4]] = (str(entry["name"]), types)
+
+    def describe_revert(self, data: bytes) -> tuple[str, str]:
+        """(error name, "Name(args)") of revert data; data of no known error is shown as hex."""
+        known = self.errors.get(data[:4])
+        if known is None:
+            return "", f"revert data 0x{data.hex()}" if data else "revert without data"
+        name, types = known
+        try:
+            args = abi_decode(types, data[4:])
+        except Exception:  # eth_abi raises several unrelated types on malformed data
+            return name, f"{name}(<undecodable 0x{data[4:].hex()}>)"
+        shown = ", ".join("0x" + a.hex() if isinstance(a, bytes) else str(a) for a in args)
+        return name, f"{name}({shown})"
+
+
+def _tx_hash(value: object) -> str:
+    if not isinstance(value, str) or not value.startswith("0x") or len(value) != 66:
+        raise LedgerUnavailable(f"malformed transaction hash from the RPC node: {value!r}")
+    return value.lower()
+
+
+class EvmDeliverer:
+    """Delivers reports to one escrow through one KeystoneForwarder, from the node's transmitter key.
+
+    The transmitter key pays gas only; it is not the DON signing key. `confirmations` is how deep the
+    delivering block must be before `status` says DELIVERED (the same depth the node observes with;
+    until then a landed delivery is PENDING). Sends from one key are serialised so nonces never clash.
+    """
+
+    def __init__(
+        self,
+        rpc_url: str,
+        *,
+        chain_id: int,
+        forwarder: str,
+        escrow: str,
+        transmitter_key: bytes,
+        confirmations: int = 0,
+        gas_margin: int = 60_000,
+        receipt_timeout_s: float = 30.0,
+        receipt_poll_s: float = 0.02,
+        lookback_blocks: int = 10_000,
+        timeout_s: float = 10.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        for name, address in (("forwarder", forwarder), ("escrow", escrow)):
+            if not (address.startswith("0x") and len(address) == 42):
+                raise ConfigError(f"{name} must be a 0x-prefixed 20-byte address, got {address!r}")
+        if confirmations < 0:
+            raise ConfigError(f"confirmations must be >= 0, got {confirmations}")
+        if lookback_blocks < confirmations:
+            raise ConfigError(
+                f"lookback_blocks ({lookback_blocks}) must be >= confirmations ({confirmations})"
+            )
+        try:
+            self._account = Account.from_key(transmitter_key)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"transmitter key is not a valid secp256k1 private key: {exc}") from None
+        self.chain_id = chain_id
+        self.forwarder = forwarder.lower()
+        self.escrow = escrow.lower()
+        self.transmitter = str(self._account.address).lower()
+        self.confirmations = confirmations
+        self.gas_margin = gas_margin
+        self.receipt_timeout_s = receipt_timeout_s
+        self.receipt_poll_s = receipt_poll_s
+        self.lookback_blocks = lookback_blocks
+        self._network = f"eip155:{chain_id}"
+        self._rpc = JsonRpcClient(rpc_url, timeout_s=timeout_s, transport=transport)
+        self._abi = _ForwarderAbi(load_artifact("KeystoneForwarder").abi, load_artifact("DvPEscrow").abi)
+        self._send_lock = asyncio.Lock()
+        # Transactions this process sent and has not seen mined, by workflow execution id: a second
+        # deliver() while one is in the mempool reports PENDING instead of paying for a duplicate.
+        self._in_flight: dict[bytes, _Sent] = {}
+
+    @property
+    def network(self) -> str:
+        return self._network
+
+    async def aclose(self) -> None:
+        await self._rpc.aclose()
+
+    # --- reading the outcome -------------------------------------------------------------------
+
+    def _info_call(self, report: SignedReport, block: str) -> tuple[str, Sequence[object]]:
+        report_id = _report_id(report)
+        data = self._abi.info + abi_encode(
+            ["address", "bytes32", "bytes2"], [self.escrow, report.workflow_execution_id, report_id]
+        )
+        return ("eth_call", [{"to": self.forwarder, "data": "0x" + data.hex()}, block])
+
+    @staticmethod
+    def _transmission(raw: object) -> _Transmission:
+        if not isinstance(raw, str) or not raw.startswith("0x"):
+            raise LedgerUnavailable(f"malformed getTransmissionInfo result: {raw!r:.200}")
+        try:
+            (info,) = abi_decode(["(bytes32,uint8,address,bool,bool,uint80)"], bytes.fromhex(raw[2:]))
+        except Exception as exc:  # eth_abi raises several unrelated types on malformed data
+            raise LedgerUnavailable(f"undecodable getTransmissionInfo result {raw[:80]}...: {exc}") from exc
+        return _Transmission(state=int(info[1]), transmitter=str(info[2]).lower(), gas_limit=int(info[5]))
+
+    async def _read(self, report: SignedReport) -> tuple[_Transmission, int]:
+        """The transmission as of the latest block, and that block's number."""
+        info_raw, number_raw = await self._rpc.batch(
+            [self._info_call(report, "latest"), ("eth_blockNumber", [])]
+        )
+        return self._transmission(info_raw), hex_int(number_raw, "eth_blockNumber")
+
+    async def status(self, report: SignedReport) -> DeliveryStatus:
+        """What the forwarder recorded for this report (by any transmitter).
+
+        Raises LedgerUnavailable (retryable) on transport/RPC failures.
+        """
+        return await self._status(report, *await self._read(report))
+
+    async def _status(self, report: SignedReport, latest: _Transmission, head: int) -> DeliveryStatus:
+        exec_id = report.workflow_execution_id
+        if latest.state == TransmissionState.SUCCEEDED:
+            found = await self._find_delivery(report, head)
+            # Not found within the lookback window means delivered longer ago than that: deep enough.
+            if found is not None and head - found[1] < self.confirmations:
+                detail = f"delivered in block {found[1]}; waiting for {self.confirmations} confirmations"
+                return DeliveryStatus(self._network, DeliveryState.PENDING, found[0], detail)
+            self._in_flight.pop(exec_id, None)
+            return DeliveryStatus(self._network, DeliveryState.DELIVERED, found[0] if found else None)
+        if latest.state == TransmissionState.INVALID_RECEIVER:
+            self._in_flight.pop(exec_id, None)
+            found = await self._find_delivery(report, head)
+            return DeliveryStatus(
+                self._network,
+                DeliveryState.FAILED,
+                found[0] if found else None,
+                f"forwarder {self.forwarder} recorded {self.escrow} as an invalid receiver "
+                "(not an IReceiver contract)",
+            )
+        if latest.state == TransmissionState.FAILED:
+            return DeliveryStatus(
+                self._network,
+                DeliveryState.NOT_DELIVERED,
+                None,
+                f"the last attempt (by {latest.transmitter}, {latest.gas_limit} gas for the receiver) "
+                "failed; retry with more gas",
+            )
+        return DeliveryStatus(self._network, DeliveryState.NOT_DELIVERED)
+
+    async def _find_delivery(self, report: SignedReport, head: int) -> tuple[str, int] | None:
+        """(transaction hash, block number) of the attempt that decided the transmission, from the
+        forwarder's ReportProcessed logs of the last `lookback_blocks` blocks; None if older.
+
+        Read from logs rather than by eth_call at an older block: pruned nodes (and anvil) serve
+        state only at the head, while logs of canonical blocks are always available.
+        """
+        topics = [
+            self._abi.processed_topic,
+            "0x" + abi_encode(["address"], [self.escrow]).hex(),
+            "0x" + report.workflow_execution_id.hex(),
+            "0x" + _report_id(report).hex() + "00" * 30,  # bytes2 topics are left-aligned
+        ]
+        flt = {
+            "address": self.forwarder,
+            "topics": topics,
+            "fromBlock": to_hex(max(head - self.lookback_blocks, 0)),
+            "toBlock": to_hex(head),
+        }
+        logs = await self._rpc.call("eth_getLogs", [flt])
+        if not isinstance(logs, list):
+            raise LedgerUnavailable(f"malformed eth_getLogs response: {logs!r:.200}")
+        entries = [log for log in logs if isinstance(log, Mapping)]
+        # data = abi.encode(bool result): the successful attempt if there is one, else the last
+        # (an invalid receiver is recorded by an attempt with result false).
+        succeeded = [log for log in entries if int(str(log.get("data") or "0x0"), 16) == 1]
+        candidates = succeeded or entries
+        if not candidates:
+            return None
+        chosen = candidates[-1]
+        return _tx_hash(chosen.get("transactionHash")), hex_int(chosen.get("blockNumber"), "log.blockNumber")
+
+    # --- sending -------------------------------------------------------------------------------
+
+    async def deliver(self, report: SignedReport) -> DeliveryStatus:
+        """Send the report unless the forwarder already has its outcome; safe to call repeatedly.
+
+        Returns DELIVERED/FAILED as recorded on chain, PENDING while our transaction is unmined (or not
+        yet `confirmations` deep), NOT_DELIVERED if our attempt failed (call again: more gas).
+        A forwarder refusal that no retry can fix (bad signatures, unknown DON config, the escrow
+        refusing the metadata) is returned as FAILED with the decoded error in `detail`.
+        Raises LedgerUnavailable (retryable) on transport/RPC failures.
+        """
+        exec_id = report.workflow_execution_id
+        latest, head = await self._read(report)
+        if latest.state in (TransmissionState.SUCCEEDED, TransmissionState.INVALID_RECEIVER):
+            return await self._status(report, latest, head)
+        pending = await self._check_in_flight(exec_id)
+        if pending is not None:
+            return pending
+
+        calldata = self._report_calldata(report)
+        try:
+            routing_gas = hex_int(
+                await self._rpc.call(
+                    "eth_estimateGas", [{"from": self.transmitter, "to": self.forwarder, "data": calldata}]
+                ),
+                "eth_estimateGas",
+            )
+        except RpcReverted as exc:
+            name, shown = self._abi.describe_revert(exc.data)
+            if name == "AlreadyAttempted":
+                # Someone delivered between our read and the estimate: the forwarder has the outcome.
+                return await self.status(report)
+            logger.error("forwarder refuses report 0x%s: %s", exec_id.hex(), shown)
+            return DeliveryStatus(
+                self._network, DeliveryState.FAILED, None, f"forwarder refuses the report: {shown}"
+            )
+        try:
+            receiver_gas = hex_int(
+                await self._rpc.call(
+                    "eth_estimateGas",
+                    [{"from": self.forwarder, "to": self.escrow, "data": _on_report_calldata(report.raw)}],
+                ),
+                "eth_estimateGas",
+            )
+        except RpcReverted as exc:
+            detail = f"escrow {self.escrow} refuses the report: {self._abi.describe_revert(exc.data)[1]}"
+            logger.error("report 0x%s: %s", exec_id.hex(), detail)
+            return DeliveryStatus(self._network, DeliveryState.FAILED, None, detail)
+        # The receiver gets at most 63/64 of what is left when the forwarder calls it (EIP-150).
+        gas = routing_gas + receiver_gas * 64 // 63 + self.gas_margin
+        if latest.state == TransmissionState.FAILED:
+            gas = max(gas, routing_gas + 2 * latest.gas_limit)
+
+        sent = await self._send(calldata, gas)
+        self._in_flight[exec_id] = sent
+        logger.info(
+            "report 0x%s sent to forwarder %s in tx %s (gas %d)",
+            exec_id.hex(),
+            self.forwarder,
+            sent.tx_hash,
+            gas,
+            extra={"network": self._network, "tx_hash": sent.tx_hash},
+        )
+        receipt = await self._wait_receipt(sent.tx_hash)
+        if receipt is None:
+            return DeliveryStatus(
+                self._network, DeliveryState.PENDING, sent.tx_hash, "transaction not yet mined"
+            )
+        self._in_flight.pop(exec_id, None)
+        status = await self.status(report)
+        if status.state == DeliveryState.NOT_DELIVERED:
+            outcome = (
+                "reverted" if receipt.get("status") != "0x1" else "was mined but the receiver call failed"
+            )
+            detail = f"transaction {sent.tx_hash} {outcome}"
+            return DeliveryStatus(self._network, DeliveryState.NOT_DELIVERED, sent.tx_hash, detail)
+        # Ours landed, or ours reverted because another node's landed first (AlreadyAttempted):
+        # either way the reference is the transaction the forwarder's log names.
+        return status
+
+    def _report_calldata(self, report: SignedReport) -> str:
+        args = abi_encode(
+            ["address", "bytes", "bytes", "bytes[]"],
+            [self.escrow, report.raw, report.context, list(report.signatures)],
+        )
+        return "0x" + (self._abi.report + bytes(args)).hex()
+
+    async def _check_in_flight(self, exec_id: bytes) -> DeliveryStatus | None:
+        """PENDING if our earlier transaction for this report is still in the mempool, else None."""
+        sent = self._in_flight.get(exec_id)
+        if sent is None:
+            return None
+        receipt, tx = await self._rpc.batch(
+            [("eth_getTransactionReceipt", [sent.tx_hash]), ("eth_getTransactionByHash", [sent.tx_hash])]
+        )
+        if receipt is None and tx is not None:
+            return DeliveryStatus(
+                self._network, DeliveryState.PENDING, sent.tx_hash, "transaction not yet mined"
+            )
+        # Mined without delivering (the state read before said so), or dropped: send again.
+        self._in_flight.pop(exec_id, None)
+        return None
+
+    async def _send(self, calldata: str, gas: int) -> _Sent:
+        async with self._send_lock:
+            nonce_raw, block, tip_raw = await self._rpc.batch(
+                [
+                    ("eth_getTransactionCount", [self.transmitter, "pending"]),
+                    ("eth_getBlockByNumber", ["latest", False]),
+                    ("eth_maxPriorityFeePerGas", []),
+                ]
+            )
+            if not isinstance(block, Mapping):
+                raise LedgerUnavailable(f"malformed latest block from the RPC node: {block!r:.200}")
+            base_fee = hex_int(block.get("baseFeePerGas", "0x0"), "baseFeePerGas")
+            gas = min(gas, hex_int(block.get("gasLimit"), "gasLimit"))
+            tip = hex_int(tip_raw, "eth_maxPriorityFeePerGas")
+            tx = {
+                "type": 2,
+                "chainId": self.chain_id,
+                "nonce": hex_int(nonce_raw, "eth_getTransactionCount"),
+                "to": to_checksum_address(self.forwarder),  # eth_account insists on the checksum form
+                "value": 0,
+                "data": calldata,
+                "gas": gas,
+                # Twice the base fee survives several full blocks of base-fee growth.
+                "maxFeePerGas": 2 * base_fee + tip,
+                "maxPriorityFeePerGas": tip,
+            }
+            signed = self._account.sign_transaction(tx)
+            tx_hash = _tx_hash(
+                await self._rpc.call("eth_sendRawTransaction", ["0x" + bytes(signed.raw_transaction).hex()])
+            )
+        return _Sent(tx_hash=tx_hash, gas=gas)
+
+    async def _wait_receipt(self, tx_hash: str) -> Mapping[str, Any] | None:
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + self.receipt_timeout_s
+        while True:
+            receipt = await self._rpc.call("eth_getTransactionReceipt", [tx_hash])
+            if isinstance(receipt, Mapping):
+                return receipt
+            if loop.time() >= give_up:
+                return None
+            await asyncio.sleep(self.receipt_poll_s)
+
+
+def _report_id(report: SignedReport) -> bytes:
+    return ReportMetadata.decode(report.raw).report_id
+
+
+def _on_report_calldata(raw: bytes) -> str:
+    """onReport(metadata, payload) exactly as the forwarder calls it (rawReport[45:109], rawReport[109:])."""
+    args = abi_encode(
+        ["bytes", "bytes"],
+        [raw[FORWARDER_METADATA_LENGTH:REPORT_METADATA_LENGTH], raw[REPORT_METADATA_LENGTH:]],
+    )
+    return "0x" + (_ON_REPORT_SELECTOR + args).hex()

@@ -1,0 +1,192 @@
+"""The EVM deliverer against a real anvil, the genuine KeystoneForwarder and the real DvPEscrow."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from crossdvp.chain.anvil import Anvil
+from crossdvp.chain.client import EvmClient, Sender
+from crossdvp.chain.contracts import LockState
+from crossdvp.oracle.ports import DeliveryState, DeliveryStatus, SignedReport
+from crossdvp.oracle.transmit_evm import EvmDeliverer
+from crossdvp.settlement.report import ReportItem, WorkflowIdentity
+from crossdvp.settlement.terms import Decision
+from tests.oracle.evm_world import World, deploy_world, lock, run, sign_items, signed_report
+
+pytestmark = pytest.mark.integration
+
+TERMS_HASH = b"\x22" * 32  # what evm_world.lock records
+
+
+@pytest.fixture
+def world(evm: EvmClient, dev_senders: tuple[Sender, ...]) -> World:
+    return deploy_world(evm, dev_senders)
+
+
+def deliverer(anvil: Anvil, world: World, key_index: int = 5) -> EvmDeliverer:
+    return EvmDeliverer(
+        anvil.rpc_url,
+        chain_id=anvil.chain_id,
+        forwarder=world.network.forwarder,
+        escrow=world.network.escrow,
+        transmitter_key=anvil.dev_keys[key_index],
+    )
+
+
+async def deliver_then_close(d: EvmDeliverer, report: SignedReport) -> DeliveryStatus:
+    try:
+        return await d.deliver(report)
+    finally:
+        await d.aclose()
+
+
+async def status_then_close(d: EvmDeliverer, report: SignedReport) -> DeliveryStatus:
+    try:
+        return await d.status(report)
+    finally:
+        await d.aclose()
+
+
+def test_a_report_signed_by_two_of_four_is_delivered_once(anvil: Anvil, world: World, evm: EvmClient) -> None:
+    settlement_id = b"\x51" * 32
+    lock(world, settlement_id, amount=5_000)
+    report = signed_report(world, [ReportItem(settlement_id, TERMS_HASH, Decision.SETTLE)])
+    node = deliverer(anvil, world)
+
+    assert run(lambda: status_then_close(node, report)).state == DeliveryState.NOT_DELIVERED
+    first = run(lambda: deliver_then_close(node, report))
+    assert first.state == DeliveryState.DELIVERED
+    assert first.network == f"eip155:{anvil.chain_id}"
+    assert first.reference is not None
+    receipt = evm.wait(bytes.fromhex(first.reference[2:]))
+    assert receipt.status == 1 and receipt.to == world.network.forwarder
+    assert world.contracts.escrow.get_lock(settlement_id, 0).state == LockState.SETTLED
+    assert world.contracts.token.balance_of(world.buyer.address) == 5_000
+
+    head = evm.block_number()
+    second = run(lambda: deliver_then_close(node, report))
+    assert (second.state, second.reference) == (DeliveryState.DELIVERED, first.reference)
+    assert evm.block_number() == head  # nothing was sent
+
+    # Another node, knowing nothing, reads the same outcome and finds the delivering transaction.
+    other = run(lambda: status_then_close(deliverer(anvil, world, key_index=6), report))
+    assert (other.state, other.reference) == (DeliveryState.DELIVERED, first.reference)
+
+
+def test_two_nodes_delivering_at_once_both_end_delivered(anvil: Anvil, world: World, evm: EvmClient) -> None:
+    settlement_id = b"\x52" * 32
+    lock(world, settlement_id)
+    report = signed_report(world, [ReportItem(settlement_id, TERMS_HASH, Decision.ABORT)])
+    a, b = deliverer(anvil, world, 5), deliverer(anvil, world, 6)
+    start = evm.block_number()
+
+    async def both() -> list[DeliveryStatus]:
+        return list(await asyncio.gather(deliver_then_close(a, report), deliver_then_close(b, report)))
+
+    results = run(both)
+    assert [r.state for r in results] == [DeliveryState.DELIVERED, DeliveryState.DELIVERED]
+    assert results[0].reference == results[1].reference
+    processed = world.contracts.forwarder.report_processed_in(
+        evm.wait(bytes.fromhex(str(results[0].reference)[2:]))
+    )
+    assert [event.result for event in processed] == [True]
+    assert world.contracts.escrow.get_lock(settlement_id, 0).state == LockState.ABORTED
+    assert evm.block_number() > start
+
+
+def test_a_report_the_forwarder_refuses_is_failed_with_the_decoded_error(anvil: Anvil, world: World) -> None:
+    settlement_id = b"\x53" * 32
+    lock(world, settlement_id)
+    good = signed_report(world, [ReportItem(settlement_id, TERMS_HASH, Decision.SETTLE)])
+    one_signature = SignedReport(
+        good.raw, good.context, good.signatures[:1], good.workflow_execution_id, good.items
+    )
+
+    refused = run(lambda: deliver_then_close(deliverer(anvil, world), one_signature))
+    assert refused.state == DeliveryState.FAILED
+    assert "InvalidSignatureCount(2, 1)" in refused.detail
+    assert world.contracts.escrow.get_lock(settlement_id, 0).state == LockState.LOCKED
+
+
+def test_a_transmission_that_ran_out_of_gas_is_retried_with_more(
+    anvil: Anvil, world: World, evm: EvmClient
+) -> None:
+    # Six legs of one settlement: settling them costs the receiver far more than the forwarder's
+    # routing floor, so a transmission given only that floor fails inside onReport.
+    settlement_id = b"\x54" * 32
+    for leg in range(6):
+        lock(world, settlement_id, leg_index=leg)
+    report = signed_report(world, [ReportItem(settlement_id, TERMS_HASH, Decision.SETTLE)])
+    forwarder = world.contracts.forwarder
+    call = forwarder.call_data(
+        "report", world.network.escrow, report.raw, report.context, list(report.signatures)
+    )
+    floor = evm.estimate_gas(call, sender=world.admin.address)
+    starved = forwarder.report(
+        world.admin, world.network.escrow, report.raw, report.context, report.signatures, gas=floor
+    )
+    assert [event.result for event in forwarder.report_processed_in(starved)] == [False]
+
+    node = deliverer(anvil, world)
+    before = run(lambda: status_then_close(node, report))
+    assert before.state == DeliveryState.NOT_DELIVERED
+    assert "retry with more gas" in before.detail
+    delivered = run(lambda: deliver_then_close(node, report))
+    assert delivered.state == DeliveryState.DELIVERED
+    assert all(
+        world.contracts.escrow.get_lock(settlement_id, leg).state == LockState.SETTLED for leg in range(6)
+    )
+
+
+def test_with_confirmations_a_landed_delivery_is_pending_until_deep_enough(
+    anvil: Anvil, world: World, evm: EvmClient
+) -> None:
+    settlement_id = b"\x55" * 32
+    lock(world, settlement_id)
+    report = signed_report(world, [ReportItem(settlement_id, TERMS_HASH, Decision.SETTLE)])
+    node = EvmDeliverer(
+        anvil.rpc_url,
+        chain_id=anvil.chain_id,
+        forwarder=world.network.forwarder,
+        escrow=world.network.escrow,
+        transmitter_key=anvil.dev_keys[5],
+        confirmations=2,
+    )
+    landed = run(lambda: deliver_then_close(node, report))
+    assert landed.state == DeliveryState.PENDING
+    assert landed.reference is not None
+    head = evm.block_number()
+    again = run(lambda: deliver_then_close(node, report))  # not sent twice while it matures
+    assert (again.state, again.reference, evm.block_number()) == (
+        DeliveryState.PENDING,
+        landed.reference,
+        head,
+    )
+    evm.mine(2)
+    final = run(lambda: status_then_close(node, report))
+    assert (final.state, final.reference) == (DeliveryState.DELIVERED, landed.reference)
+
+
+def test_a_report_the_escrow_would_refuse_is_failed_without_sending(
+    anvil: Anvil, world: World, evm: EvmClient
+) -> None:
+    settlement_id = b"\x56" * 32
+    lock(world, settlement_id)
+    other_workflow = WorkflowIdentity(
+        workflow_cid=world.workflow.workflow_cid,
+        workflow_name="someone-elses-workflow",
+        workflow_owner=world.workflow.workflow_owner,
+        report_id=world.workflow.report_id,
+    )
+    report = sign_items(
+        [ReportItem(settlement_id, TERMS_HASH, Decision.SETTLE)],
+        timestamp_s=evm.latest_block().timestamp,
+        workflow=other_workflow,
+    )
+    head = evm.block_number()
+    refused = run(lambda: deliver_then_close(deliverer(anvil, world), report))
+    assert refused.state == DeliveryState.FAILED
+    assert "InvalidWorkflowName" in refused.detail
+    assert evm.block_number() == head
