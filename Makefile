@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PY     := $(BIN)/python
 PYTEST_ARGS ?=
 
-.PHONY: bootstrap test demo contracts lint fmt chaos bench clean
+.PHONY: bootstrap test demo contracts lint fmt chaos bench clean browser
 
 bootstrap: $(VENV)/.installed node_modules/.installed
 
@@ -21,7 +21,17 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
 	touch $@
 
-test: bootstrap
+# The console's browser tests drive Debian's Chromium through Playwright (which never downloads a
+# browser of its own); install it only when it is missing.
+# Without root (a laptop), the browser tests skip; with CI=true a missing browser fails the run.
+browser:
+	@test -x /usr/bin/chromium || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	  elif [ "$$CI" = true ]; then echo "chromium is missing and apt-get needs root" >&2; exit 1; \
+	  else echo "note: /usr/bin/chromium missing; the console's browser tests will be skipped" >&2; fi; }
+
+test: bootstrap browser
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 demo: bootstrap
