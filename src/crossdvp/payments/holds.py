@@ -1,0 +1,304 @@
+"""Holds: the lock on this ledger. `place_hold` (the payer's consent), `finalize_hold` (settled or
+released by a report, in `reports.py`; reclaimed by the payer), and the feed events they stamp.
+
+A hold is unique per (settlement_id, leg_index), like an escrow lock, so its id is derived from them.
+Visibility follows `accounts.py`: a participant sees a hold it pays or is paid by, else 404.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, Row, insert, or_, select, update
+
+from crossdvp.payments.accounts import (
+    counterparty_account,
+    require_available,
+    require_not_frozen,
+    visible_account,
+)
+from crossdvp.payments.auth import Principal, Role
+from crossdvp.payments.errors import Conflict, Forbidden, NotFound, Unprocessable
+from crossdvp.payments.journal import AVAILABLE, HELD, Posting, append_entry
+from crossdvp.payments.models import accounts, events, holds
+from crossdvp.payments.store import WriteTx
+
+__all__ = [
+    "FINAL_STATES",
+    "HELD_STATE",
+    "Hold",
+    "HoldEvent",
+    "finalize_hold",
+    "get_hold",
+    "hold_from_row",
+    "hold_id_for",
+    "hold_rows_for_settlement",
+    "list_holds",
+    "place_hold",
+    "reclaim",
+    "record_event",
+]
+
+HELD_STATE = "held"
+FINAL_STATES = ("settled", "released", "reclaimed")
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    hold_id: str
+    settlement_id: str
+    leg_index: int
+    terms_hash: str
+    payer_account: str
+    payee_account: str
+    currency: str
+    amount_minor: int
+    deadline_s: int
+    state: str
+    placed_at_s: int
+    final_at_s: int | None
+    workflow_execution_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class HoldEvent:
+    cursor: int
+    kind: str
+    time_s: int
+    time_ms: int
+    hold: Hold
+    workflow_execution_id: str | None
+
+
+def _hold(row: Row[Any]) -> Hold:
+    return Hold(
+        hold_id=row.hold_id,
+        settlement_id=row.settlement_id,
+        leg_index=row.leg_index,
+        terms_hash=row.terms_hash,
+        payer_account=row.payer_account,
+        payee_account=row.payee_account,
+        currency=row.currency,
+        amount_minor=int(row.amount_minor),
+        deadline_s=int(row.deadline_s),
+        state=row.state,
+        placed_at_s=row.placed_at_ms // 1000,
+        final_at_s=None if row.final_at_ms is None else row.final_at_ms // 1000,
+        workflow_execution_id=row.workflow_execution_id,
+    )
+
+
+def hold_id_for(settlement_id: str, leg_index: int) -> str:
+    """Holds are unique per (settlement, leg), as escrow locks are, so the id is derived from them."""
+    return f"hold-{settlement_id.removeprefix('0x')}-{leg_index}"
+
+
+def record_event(tx: WriteTx, kind: str, hold_id: str, workflow_execution_id: str | None = None) -> int:
+    """Append a feed event stamped with this transaction's ledger time (inside the serialized write)."""
+    cursor = tx.last_event_cursor + 1
+    tx.conn.execute(
+        insert(events).values(
+            cursor=cursor,
+            kind=kind,
+            time_ms=tx.now_ms,
+            hold_id=hold_id,
+            workflow_execution_id=workflow_execution_id,
+        )
+    )
+    tx.last_event_cursor = cursor
+    tx.dirty = True
+    return cursor
+
+
+def place_hold(
+    tx: WriteTx,
+    principal: Principal,
+    *,
+    settlement_id: str,
+    leg_index: int,
+    terms_hash: str,
+    payer_account: str,
+    payee_account: str,
+    currency: str,
+    amount_minor: int,
+    deadline_s: int,
+) -> Hold:
+    """Lock a settlement leg: move `amount_minor` from the payer's available to its held balance.
+
+    Rejects: payer account unknown or not the caller's (404 account-not-found); payee unknown (422
+    unknown-account); currency differs from either account's (422 currency-mismatch); ledger time past
+    the deadline (422 deadline-passed; allowed while now_s <= deadline_s, like the escrow); a hold for
+    this (settlement_id, leg_index) exists (409 hold-exists); payer or payee frozen (409
+    account-frozen); insufficient available (409 insufficient-funds)."""
+    payer = visible_account(tx.conn, principal, payer_account, field="payer_account")
+    payee = counterparty_account(tx.conn, payee_account, field="payee_account")
+    for row, name in ((payer, "payer_account"), (payee, "payee_account")):
+        if row.currency != currency:
+            raise Unprocessable(
+                "currency-mismatch",
+                f"{name} {row.account_id!r} holds {row.currency}, not {currency}",
+                field="currency",
+            )
+    if tx.now_s > deadline_s:
+        raise Unprocessable(
+            "deadline-passed",
+            f"ledger time {tx.now_s} is past the deadline {deadline_s}; holds are taken until the deadline",
+            field="deadline_s",
+            extra={"now_s": tx.now_s},
+        )
+    hold_id = hold_id_for(settlement_id, leg_index)
+    if tx.conn.execute(select(holds.c.hold_id).where(holds.c.hold_id == hold_id)).first():
+        raise Conflict(
+            "hold-exists", f"leg {leg_index} of settlement {settlement_id} is already held", field="leg_index"
+        )
+    require_not_frozen(payer, "payer_account")
+    require_not_frozen(payee, "payee_account")
+    require_available(payer, amount_minor)
+    tx.conn.execute(
+        insert(holds).values(
+            hold_id=hold_id,
+            settlement_id=settlement_id,
+            leg_index=leg_index,
+            terms_hash=terms_hash,
+            payer_account=payer_account,
+            payee_account=payee_account,
+            currency=currency,
+            amount_minor=amount_minor,
+            deadline_s=deadline_s,
+            state=HELD_STATE,
+            placed_at_ms=tx.now_ms,
+            final_at_ms=None,
+            workflow_execution_id=None,
+        )
+    )
+    append_entry(
+        tx,
+        kind="hold",
+        reference=hold_id,
+        lines=[
+            Posting(payer_account, currency, AVAILABLE, -amount_minor),
+            Posting(payer_account, currency, HELD, amount_minor),
+        ],
+    )
+    record_event(tx, "hold_placed", hold_id)
+    return Hold(
+        hold_id=hold_id,
+        settlement_id=settlement_id,
+        leg_index=leg_index,
+        terms_hash=terms_hash,
+        payer_account=payer_account,
+        payee_account=payee_account,
+        currency=currency,
+        amount_minor=amount_minor,
+        deadline_s=deadline_s,
+        state=HELD_STATE,
+        placed_at_s=tx.now_s,
+        final_at_s=None,
+        workflow_execution_id=None,
+    )
+
+
+def finalize_hold(tx: WriteTx, hold: Row[Any], state: str, workflow_execution_id: str | None) -> None:
+    """Move a `held` hold to a final state with its journal entry and event (settled pays the payee;
+    released and reclaimed return the funds to the payer's available balance)."""
+    to_account = hold.payee_account if state == "settled" else hold.payer_account
+    append_entry(
+        tx,
+        kind={"settled": "settle", "released": "release", "reclaimed": "reclaim"}[state],
+        reference=hold.hold_id,
+        lines=[
+            Posting(hold.payer_account, hold.currency, HELD, -int(hold.amount_minor)),
+            Posting(to_account, hold.currency, AVAILABLE, int(hold.amount_minor)),
+        ],
+    )
+    tx.conn.execute(
+        update(holds)
+        .where(holds.c.hold_id == hold.hold_id)
+        .values(state=state, final_at_ms=tx.now_ms, workflow_execution_id=workflow_execution_id)
+    )
+    kind = {"settled": "hold_settled", "released": "hold_released", "reclaimed": "hold_reclaimed"}[state]
+    record_event(tx, kind, hold.hold_id, workflow_execution_id)
+
+
+def _visible_hold(conn: Connection, principal: Principal, hold_id: str) -> Row[Any]:
+    row = conn.execute(select(holds).where(holds.c.hold_id == hold_id)).first()
+    if row is None:
+        raise NotFound("hold-not-found", f"no hold {hold_id!r}", field="hold_id")
+    if principal.role is Role.PARTICIPANT:
+        owners = conn.execute(
+            select(accounts.c.account_id).where(
+                accounts.c.account_id.in_([row.payer_account, row.payee_account]),
+                accounts.c.participant_id == principal.participant_id,
+            )
+        ).first()
+        if owners is None:
+            raise NotFound("hold-not-found", f"no hold {hold_id!r}", field="hold_id")
+    return row
+
+
+def get_hold(conn: Connection, principal: Principal, hold_id: str) -> Hold:
+    """Rejects: unknown hold, or one where the participant is neither payer nor payee (404)."""
+    return _hold(_visible_hold(conn, principal, hold_id))
+
+
+def list_holds(
+    conn: Connection,
+    principal: Principal,
+    *,
+    settlement_id: str | None,
+    state: str | None,
+    account_id: str | None,
+    after: str | None,
+    limit: int,
+) -> list[Hold]:
+    """Holds ordered by id after `after`; a participant sees holds it pays or is paid by."""
+    query = select(holds).order_by(holds.c.hold_id).limit(limit)
+    if principal.role is Role.PARTICIPANT:
+        own = select(accounts.c.account_id).where(accounts.c.participant_id == principal.participant_id)
+        query = query.where(or_(holds.c.payer_account.in_(own), holds.c.payee_account.in_(own)))
+    if settlement_id is not None:
+        query = query.where(holds.c.settlement_id == settlement_id)
+    if state is not None:
+        query = query.where(holds.c.state == state)
+    if account_id is not None:
+        query = query.where(or_(holds.c.payer_account == account_id, holds.c.payee_account == account_id))
+    if after is not None:
+        query = query.where(holds.c.hold_id > after)
+    return [_hold(row) for row in conn.execute(query)]
+
+
+def reclaim(tx: WriteTx, principal: Principal, hold_id: str, *, grace_s: int) -> Hold:
+    """The payer takes back a hold no report finalised, once ledger time > deadline_s + grace_s.
+
+    Rejects: unknown or invisible hold (404); caller is not the payer's participant (403 not-payer);
+    hold already final (409 not-reclaimable); too early (409 reclaim-too-early, with available_at_s)."""
+    row = _visible_hold(tx.conn, principal, hold_id)
+    if principal.role is Role.PARTICIPANT:
+        payer = tx.conn.execute(select(accounts).where(accounts.c.account_id == row.payer_account)).one()
+        if payer.participant_id != principal.participant_id:
+            raise Forbidden("not-payer", "only the payer may reclaim a hold", field="hold_id")
+    if row.state != HELD_STATE:
+        raise Conflict("not-reclaimable", f"hold {hold_id!r} is already {row.state}", field="hold_id")
+    available_at_s = int(row.deadline_s) + grace_s + 1
+    if tx.now_s < available_at_s:
+        raise Conflict(
+            "reclaim-too-early",
+            f"hold {hold_id!r} can be reclaimed from ledger time {available_at_s} (after deadline + grace); "
+            f"now {tx.now_s}",
+            field="hold_id",
+            extra={"available_at_s": available_at_s, "now_s": tx.now_s},
+        )
+    finalize_hold(tx, row, "reclaimed", None)
+    return _hold(tx.conn.execute(select(holds).where(holds.c.hold_id == hold_id)).one())
+
+
+def hold_rows_for_settlement(conn: Connection, settlement_id: str) -> Sequence[Row[Any]]:
+    return conn.execute(
+        select(holds).where(holds.c.settlement_id == settlement_id).order_by(holds.c.leg_index)
+    ).all()
+
+
+def hold_from_row(row: Row[Any]) -> Hold:
+    return _hold(row)
