@@ -4,4 +4,5 @@ registered here so every test package (chain, payments, oracle, end-to-end) uses
 pytest_plugins = [
     "tests.fixtures.anvil",
     "tests.fixtures.databases",
+    "tests.fixtures.devnet",
 ]

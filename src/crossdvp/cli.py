@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import typer
 
-from crossdvp import __version__
+from crossdvp import __version__, desk_cli
+from crossdvp.bench.cli import bench as bench_command
 from crossdvp.chain.cli import app as contracts_app
+from crossdvp.chaos.cli import chaos as chaos_command
+from crossdvp.console.cli import console as console_command
 from crossdvp.oracle.cli import app as node_app
 from crossdvp.payments.cli import app as payments_app
 
@@ -23,6 +26,9 @@ app = typer.Typer(
 app.add_typer(contracts_app, name="contracts")
 app.add_typer(payments_app, name="payments")
 app.add_typer(node_app, name="node")
+app.command("console")(console_command)
+app.command("chaos")(chaos_command)
+app.command("bench")(bench_command)
 
 
 @app.command()
@@ -31,10 +37,12 @@ def version() -> None:
     typer.echo(__version__)
 
 
-@app.command()
-def demo() -> None:
-    """Run the end-to-end demonstration on a local network (not yet: lands with the devnet issue)."""
-    typer.echo("crossdvp demo: not yet — the local devnet and demo land with the devnet/demo issue.")
+# The trading desk's and the operator's commands (crossdvp.desk_cli).
+app.add_typer(desk_cli.devnet_app, name="devnet")
+app.command("settle")(desk_cli.settle)
+app.command("status")(desk_cli.status)
+app.command("deploy")(desk_cli.deploy)
+app.command("demo")(desk_cli.demo)
 
 
 def main() -> None:

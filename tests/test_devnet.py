@@ -1,0 +1,162 @@
+"""`crossdvp devnet up/status/down`: a real devnet (anvil, payments service, 4 nodes) in a temporary
+directory — its state file, a refused second `up`, status, and `down` stopping exactly its PIDs."""
+
+from __future__ import annotations
+
+import json
+import stat
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from crossdvp.cli import app
+from crossdvp.devnet import (
+    DevnetError,
+    DevnetOptions,
+    DevnetRunningError,
+    DevnetState,
+    devnet_down,
+    devnet_status,
+    devnet_up,
+    load_state,
+)
+from crossdvp.devnet._toml import dumps
+from crossdvp.devnet.state import ProcessRecord
+from crossdvp.errors import ConfigError
+from crossdvp.oracle.config import load_config
+from crossdvp.process import pid_alive
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def own_devnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevnetState]:
+    """A devnet this module may stop (the session's `devnet` fixture is shared with other tests)."""
+    directory = tmp_path_factory.mktemp("own-devnet")
+    try:
+        yield devnet_up(DevnetOptions(directory))
+    finally:
+        devnet_down(directory)
+
+
+def test_up_writes_a_state_file_with_every_endpoint_address_pid_and_key_path(own_devnet: DevnetState) -> None:
+    state = load_state(own_devnet.directory)
+    assert state.complete and state.chain is not None and state.payments is not None and state.don is not None
+    assert [p.name for p in state.processes] == ["anvil", "payments", "node-0", "node-1", "node-2", "node-3"]
+    assert all(p.alive() for p in state.processes)
+    assert state.don.f == 1 and len(state.don.signers) == 4
+    assert set(state.parties) == {"seller", "buyer"}
+    raw = json.loads((own_devnet.directory / "devnet.json").read_text())
+    assert raw["chain"]["contracts"]["escrow"] == state.chain.asset.escrow
+    assert raw["payments"]["url"].startswith("http://127.0.0.1:")
+    # Secrets live in owner-only files; the state file names them and holds none.
+    secret_files = [state.password_file, state.payments.admin_key_file]
+    secret_files += [n.keystore for n in state.nodes] + [n.payments_key_file for n in state.nodes]
+    secret_files += [p.chain_keystore for p in state.parties.values()]
+    for path in secret_files:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+        assert path.read_text().strip() not in json.dumps(raw)
+    # Each node's config is valid for the node itself and names its own keystore.
+    for node in state.nodes:
+        config = load_config(node.config, env={})
+        assert config.member.signer == node.signer
+        assert config.key.keystore == node.keystore
+
+
+def test_status_shows_live_processes_height_and_opening_balances(own_devnet: DevnetState) -> None:
+    report = devnet_status(own_devnet.directory)
+    assert report.running and report.errors == ()
+    assert all(p.alive for p in report.processes)
+    assert report.block_number is not None and report.block_number > 0
+    balances = {b.name: b for b in report.parties}
+    assert balances["seller"].shares_minor == DevnetOptions(own_devnet.directory).seller_shares_minor
+    assert balances["buyer"].cash["USD"] == (DevnetOptions(own_devnet.directory).buyer_cash_minor, 0)
+    result = CliRunner().invoke(app, ["devnet", "status", "--dir", str(own_devnet.directory), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["running"] is True
+
+
+def test_a_second_up_while_one_runs_is_refused(own_devnet: DevnetState) -> None:
+    pids = [p.pid for p in own_devnet.processes]
+    with pytest.raises(DevnetRunningError, match="already running"):
+        devnet_up(DevnetOptions(own_devnet.directory))
+    result = CliRunner().invoke(app, ["devnet", "up", "--dir", str(own_devnet.directory)])
+    assert result.exit_code != 0
+    assert "already running" in result.stderr
+    # Nothing was started or replaced: the same processes, the same state.
+    assert [p.pid for p in load_state(own_devnet.directory).processes] == pids
+
+
+def test_down_stops_exactly_the_recorded_pids(own_devnet: DevnetState) -> None:
+    """Runs last in this module: it stops the module's devnet."""
+    pids = [p.pid for p in own_devnet.processes]
+    result = CliRunner().invoke(app, ["devnet", "down", "--dir", str(own_devnet.directory)])
+    assert result.exit_code == 0, result.output
+    assert not any(pid_alive(pid) for pid in pids)
+    state = load_state(own_devnet.directory)
+    assert state.stopped_at_s is not None
+    assert not devnet_status(own_devnet.directory).running
+    again = CliRunner().invoke(app, ["devnet", "down", "--dir", str(own_devnet.directory)])
+    assert again.exit_code == 0 and "was not running" in again.stdout
+
+
+def test_a_failed_up_leaves_nothing_running(tmp_path: Path) -> None:
+    # A ledger database nobody listens on: anvil and the contracts come up, the ledger cannot.
+    options = DevnetOptions(tmp_path, database_url="postgresql+psycopg://nobody@127.0.0.1:9/none")
+    with pytest.raises(DevnetError, match="devnet up failed"):
+        devnet_up(options)
+    state = load_state(tmp_path)
+    assert not state.complete
+    assert [p.name for p in state.processes] == ["anvil"]
+    assert not any(pid_alive(p.pid) for p in state.processes)
+
+
+# -- no processes ---------------------------------------------------------------------------------
+
+
+def test_options_reject_a_don_too_small_to_tolerate_a_fault(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="at least 4"):
+        DevnetOptions(tmp_path, nodes=3)
+    result = CliRunner().invoke(app, ["devnet", "up", "--nodes", "2", "--dir", str(tmp_path)])
+    assert result.exit_code == 2 and "--nodes must be at least 4" in result.stderr
+    assert not (tmp_path / "devnet.json").exists()
+
+
+def test_up_refuses_to_clear_a_directory_that_is_not_a_devnet(tmp_path: Path) -> None:
+    (tmp_path / "keys").mkdir()
+    (tmp_path / "keys" / "precious").write_text("mine")
+    result = CliRunner().invoke(app, ["devnet", "up", "--dir", str(tmp_path)])
+    assert result.exit_code == 2 and "is not a devnet directory but contains keys" in result.stderr
+    assert (tmp_path / "keys" / "precious").read_text() == "mine"
+    assert not (tmp_path / "devnet.json").exists()
+
+
+def test_no_devnet_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no devnet in"):
+        load_state(tmp_path)
+    result = CliRunner().invoke(app, ["devnet", "status", "--dir", str(tmp_path)])
+    assert result.exit_code == 2 and "no devnet in" in result.stderr
+
+
+def test_a_dead_pid_is_not_alive_and_a_reused_pid_is_not_ours(tmp_path: Path) -> None:
+    import os
+
+    me = ProcessRecord(name="me", pid=os.getpid(), start_ticks=None, log_path=tmp_path / "x.log")
+    assert me.alive()
+    # Same PID, another start time: a PID the OS gave to another process must never be signalled.
+    assert not ProcessRecord(name="other", pid=os.getpid(), start_ticks=1, log_path=tmp_path).alive()
+
+
+def test_toml_writer_round_trips_node_config_shapes() -> None:
+    data = {
+        "node": {"index": 0, "name": "node-0", "data_dir": Path("/tmp/x"), "dev": False},
+        "don": {"f": 1, "members": [{"name": "a", "url": "http://x", "signer": "0x" + "11" * 20}]},
+        "networks": [{"kind": "evm", "finality": 2, "transmitter_key_env": None}, {"kind": "payments"}],
+    }
+    parsed = tomllib.loads(dumps(data, comment="hello"))
+    assert parsed["node"] == {"index": 0, "name": "node-0", "data_dir": "/tmp/x", "dev": False}
+    assert parsed["don"]["members"][0]["signer"] == "0x" + "11" * 20
+    assert parsed["networks"] == [{"kind": "evm", "finality": 2}, {"kind": "payments"}]
