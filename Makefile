@@ -53,7 +53,8 @@ chaos: bootstrap
 	$(BIN)/crossdvp chaos --trades 1000 --seed 1
 
 bench: bootstrap
-	$(BIN)/crossdvp contracts gas --json
+	$(PY) -c 'import matplotlib' 2>/dev/null || $(PY) -m pip install --quiet -e '.[bench]'
+	$(BIN)/crossdvp bench --json --out bench/results.json --plot bench/results.png
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache

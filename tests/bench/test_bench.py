@@ -1,0 +1,114 @@
+"""`crossdvp bench` at tiny sizes: the JSON it writes has every key issue 7 names, with figures of
+the right kinds, and every process it started is gone afterwards. No figure is judged here: the
+bench is a program that prints figures, and a shared 2-core machine makes any timed assertion a lie.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from crossdvp.bench.dvp import percentile
+from crossdvp.bench.run import BenchOptions, parse_sizes
+from crossdvp.cli import app
+from crossdvp.devnet import load_state
+from crossdvp.errors import ConfigError
+from crossdvp.process import pid_alive
+
+
+def test_percentile_is_nearest_rank() -> None:
+    values = [float(v) for v in range(1, 101)]
+    assert percentile(values, 50) == 50.0
+    assert percentile(values, 99) == 99.0
+    assert percentile([7.0], 99) == 7.0
+    with pytest.raises(ValueError):
+        percentile([], 50)
+
+
+def test_sizes_and_options_are_validated() -> None:
+    assert parse_sizes("4, 7,10", option="--nodes") == (4, 7, 10)
+    with pytest.raises(ConfigError, match="--nodes"):
+        parse_sizes("4,x", option="--nodes")
+    with pytest.raises(ConfigError, match="--nodes"):
+        BenchOptions(nodes=(3,))
+    with pytest.raises(ConfigError, match="--batch-sizes"):
+        BenchOptions(batch_sizes=(0,))
+    with pytest.raises(ConfigError, match="--settlements"):
+        BenchOptions(settlements=0)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+
+
+@pytest.mark.integration
+def test_bench_at_tiny_sizes_writes_every_figure(tmp_path: Path) -> None:
+    out, chart, work = tmp_path / "results.json", tmp_path / "results.png", tmp_path / "work"
+    result = CliRunner().invoke(
+        app,
+        [
+            "bench", "--json", "--out", str(out), "--plot", str(chart), "--work-dir", str(work),
+            "--nodes", "4", "--batch-sizes", "1,2", "--settlements", "3", "--paced-s", "1",
+            "--transfers", "20", "--sweep-settlements", "2", "--payments-holds", "10", "--skip-postgres",
+        ],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    results = json.loads(out.read_text())
+    assert json.loads(result.stdout) == results
+
+    for key in ("dvp_per_s", "two_transfer_ceiling_per_s", "ratio", "htlc_gas_per_leg"):
+        assert _is_number(results[key]), key
+    assert results["ratio"] == pytest.approx(
+        results["dvp_per_s"] / results["two_transfer_ceiling_per_s"], rel=0.05, abs=0.002
+    )
+    latency = results["latency_ms"]
+    assert all(_is_number(latency[p]) for p in ("p50", "p95", "p99"))
+    assert latency["p50"] <= latency["p95"] <= latency["p99"]
+    gas = results["gas"]
+    for key in ("lock", "lock_with_permit", "settle_item_batch_1", "settle_item_batch_100", "per_asset_leg"):
+        assert _is_number(gas[key]), key
+    assert gas["per_asset_leg"] == gas["lock_with_permit"] + gas["settle_item_batch_100"]
+    parts = results["baselines"]["htlc_parts"]
+    assert results["htlc_gas_per_leg"] == parts["approve"] + parts["new_contract"] + parts["withdraw"]
+    assert _is_number(results["approve_transfer_from_gas"])
+    payments = results["payments"]
+    assert _is_number(payments["sqlite_holds_per_s"])
+    assert payments["postgres_holds_per_s"] is None and payments["pgbench_tps"] is None
+
+    sweep = results["scaling"]["batch_sizes"]
+    assert [p["batch_size"] for p in sweep] == [1, 2]
+    assert all(p["settlements"] == 2 and _is_number(p["settled_per_s"]) for p in sweep)
+    (four,) = results["scaling"]["nodes"]
+    assert four["nodes"] == 4 and four["burst"]["settlements"] == 3
+
+    assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    state = load_state(work / "devnet-4")
+    assert state.processes and not any(pid_alive(p.pid) for p in state.processes)
+
+
+@pytest.mark.integration
+@pytest.mark.postgres
+def test_pgbench_reports_tps_on_a_scratch_database() -> None:
+    from sqlalchemy import create_engine, text
+
+    from crossdvp.bench.payments import pgbench_binary, run_pgbench
+    from tests.fixtures.databases import postgres_server_url
+
+    if pgbench_binary() is None:
+        pytest.skip("pgbench is not installed")
+    server = postgres_server_url()
+    engine = create_engine(server, connect_args={"connect_timeout": 3})
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as exc:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"PostgreSQL is required when CI=true: {exc}")
+        pytest.skip(f"PostgreSQL not reachable: {exc}")
+    finally:
+        engine.dispose()
+    assert run_pgbench(server, clients=1, seconds=1) > 0
