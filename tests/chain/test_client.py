@@ -244,3 +244,12 @@ def test_normalize_address_names_the_field() -> None:
     )
     with pytest.raises(ValueError, match="payee must be 0x"):
         normalize_address("0x1234", field_name="payee")
+
+
+def test_invalid_params_is_transient_only_for_reads_at_a_moving_tag() -> None:
+    from crossdvp.chain.client import _transient
+
+    assert _transient(-32602, ["0xabc", "latest"])
+    assert not _transient(-32602, ["0xabc", "0x10"])
+    assert not _transient(-32000, ["latest"])
+    assert _transient(-32005, [])

@@ -36,6 +36,17 @@ _GAS_MARGIN_DIVISOR = 5  # estimate + 20%: state may change between estimation a
 _NONCE_RETRIES = 3
 # JSON-RPC codes a node uses for "try again later" (EIP-1474 limit exceeded; rate limiting).
 _TRANSIENT_CODES = frozenset({-32005, 429})
+# A read at a moving tag can race the next block: anvil with --prune-history answers -32602
+# ("invalid params": block height is N but requested was N-1) while it mines. Asked again, it answers.
+_MOVING_TAGS = frozenset({"latest", "pending", "safe", "finalized"})
+_INVALID_PARAMS = -32602
+
+
+def _transient(code: object, params: Sequence[Any]) -> bool:
+    """Whether an error answer may go away if the same request is sent again unchanged."""
+    if code in _TRANSIENT_CODES:
+        return True
+    return code == _INVALID_PARAMS and any(p in _MOVING_TAGS for p in params if isinstance(p, str))
 
 
 def normalize_address(address: str, *, field_name: str = "address") -> str:
@@ -197,8 +208,9 @@ class EvmClient:
     def request(self, method: str, params: Sequence[Any] = ()) -> Any:
         """One JSON-RPC request; returns the `result` as the node sent it (hex strings, dicts).
 
-        Raises RpcError: retryable for connection failures, timeouts, HTTP 429/5xx and "limit
-        exceeded" answers; not retryable for other error answers (code/data kept on the error).
+        Raises RpcError: retryable for connection failures, timeouts, HTTP 429/5xx, "limit
+        exceeded" answers and "invalid params" on a read at a moving tag (a race with the next
+        block); not retryable for other error answers (code/data kept on the error).
         """
         try:
             response: Any = self._provider.make_request(RPCEndpoint(method), list(params))
@@ -226,7 +238,7 @@ class EvmClient:
                 method=method,
                 code=code if isinstance(code, int) else None,
                 data=data,
-                retryable=code in _TRANSIENT_CODES,
+                retryable=_transient(code, params),
             )
         return response.get("result")
 

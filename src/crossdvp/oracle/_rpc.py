@@ -12,6 +12,7 @@ and skipping web3's per-call middleware keeps a poll cheap. Every failure is map
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -84,6 +85,22 @@ def _revert_data(error: dict[str, Any]) -> bytes | None:
     return None
 
 
+# anvil with --prune-history refuses a read at "latest" that races the block being mined
+# (-32602, "block height is N but requested was N-1"); the same request asked again answers.
+_MOVING_TAGS = frozenset({"latest", "pending", "safe", "finalized"})
+_INVALID_PARAMS = -32602
+_RACE_ATTEMPTS = 4
+_RACE_PAUSE_S = 0.05
+
+
+class _TagRace(LedgerUnavailable):
+    """A read at a moving block tag refused while the node was mining; retried here at once."""
+
+
+def _names_moving_tag(params: Sequence[object]) -> bool:
+    return any(isinstance(p, str) and p in _MOVING_TAGS for p in params)
+
+
 class JsonRpcClient:
     """One JSON-RPC endpoint. Not tied to an event loop until first use; close with `aclose`."""
 
@@ -126,7 +143,7 @@ class JsonRpcClient:
         except ValueError as exc:
             raise LedgerUnavailable(f"JSON-RPC {self.url} answered non-JSON: {response.text[:200]}") from exc
 
-    def _result(self, method: str, reply: object) -> Any:
+    def _result(self, method: str, reply: object, params: Sequence[object] = ()) -> Any:
         if not isinstance(reply, dict):
             raise LedgerUnavailable(f"malformed JSON-RPC reply to {method}: {reply!r}")
         error = reply.get("error")
@@ -136,6 +153,8 @@ class JsonRpcClient:
             data = _revert_data(error)
             if data is not None:
                 raise RpcReverted(method, data, str(error.get("message", "")))
+            if error.get("code") == _INVALID_PARAMS and _names_moving_tag(params):
+                raise _TagRace(f"{method} raced the next block: {error.get('message')}")
             raise LedgerUnavailable(f"{method} failed: {error.get('code')} {error.get('message')}")
         if "result" not in reply:
             raise LedgerUnavailable(f"malformed JSON-RPC reply to {method}: no result and no error")
@@ -143,16 +162,33 @@ class JsonRpcClient:
 
     async def call(self, method: str, params: Sequence[object] = ()) -> Any:
         """One request. Raises LedgerUnavailable (retryable) or RpcReverted."""
-        reply = await self._post(
-            {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": params}
-        )
-        return self._result(method, reply)
+        for attempt in range(_RACE_ATTEMPTS):
+            reply = await self._post(
+                {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": params}
+            )
+            try:
+                return self._result(method, reply, params)
+            except _TagRace:
+                if attempt == _RACE_ATTEMPTS - 1:
+                    raise
+                await asyncio.sleep(_RACE_PAUSE_S)
+        raise AssertionError("unreachable")
 
     async def batch(self, calls: Sequence[tuple[str, Sequence[object]]]) -> list[Any]:
         """Several requests in as few round trips as possible; results in the order of `calls`.
 
         Raises on the first failed call (in order) — a batch is used where the caller needs every answer.
         """
+        for attempt in range(_RACE_ATTEMPTS):
+            try:
+                return await self._batch_once(calls)
+            except _TagRace:
+                if attempt == _RACE_ATTEMPTS - 1:
+                    raise
+                await asyncio.sleep(_RACE_PAUSE_S)
+        raise AssertionError("unreachable")
+
+    async def _batch_once(self, calls: Sequence[tuple[str, Sequence[object]]]) -> list[Any]:
         results: list[Any] = []
         for start in range(0, len(calls), MAX_BATCH):
             chunk = calls[start : start + MAX_BATCH]
@@ -169,8 +205,8 @@ class JsonRpcClient:
                 )
             # Replies may come in any order (JSON-RPC 2.0 §6); match them by id.
             by_id = {reply.get("id"): reply for reply in replies if isinstance(reply, dict)}
-            for id_, (method, _) in zip(ids, chunk, strict=True):
+            for id_, (method, params) in zip(ids, chunk, strict=True):
                 if id_ not in by_id:
                     raise LedgerUnavailable(f"JSON-RPC batch reply has no answer to {method} (id {id_})")
-                results.append(self._result(method, by_id[id_]))
+                results.append(self._result(method, by_id[id_], params))
         return results
