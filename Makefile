@@ -17,8 +17,11 @@ $(VENV)/.installed: pyproject.toml
 
 # --ignore-scripts: @chainlink/contracts declares a git dependency that the package.json
 # overrides entry replaces with an empty package; no install script is needed by anything here.
+# `npm install --no-save` rather than `npm ci`: the lock pins every version, but it can only list
+# the anvil binary packages the registry served when it was written (linux-x64 here), and `npm ci`
+# refuses a lock that lacks the other platforms' optional packages. --no-save keeps the lock as is.
 node_modules/.installed: package.json package-lock.json
-	npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	npm install --no-save --ignore-scripts --no-audit --no-fund --loglevel=error
 	touch $@
 
 # The console's browser tests drive Debian's Chromium through Playwright (which never downloads a
