@@ -253,3 +253,31 @@ def test_invalid_params_is_transient_only_for_reads_at_a_moving_tag() -> None:
     assert not _transient(-32602, ["0xabc", "0x10"])
     assert not _transient(-32000, ["latest"])
     assert _transient(-32005, [])
+
+
+def test_a_read_at_latest_that_races_the_next_block_is_asked_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    from crossdvp.chain.client import EvmClient
+
+    client = EvmClient("http://127.0.0.1:1")
+    answers = [
+        {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "error": {"code": -32602, "message": "block height is 9 but requested was 8"},
+        },
+        {"jsonrpc": "2.0", "id": 2, "result": "0x2a"},
+    ]
+    sent: list[tuple[str, list[object]]] = []
+
+    def make_request(method: str, params: list[object]) -> dict[str, object]:
+        sent.append((method, params))
+        return answers.pop(0)
+
+    monkeypatch.setattr(client._provider, "make_request", make_request)
+    assert client.request("eth_call", [{"to": "0x00"}, "latest"]) == "0x2a"
+    assert len(sent) == 2
+
+    answers[:] = [{"jsonrpc": "2.0", "id": 3, "error": {"code": -32602, "message": "bad block"}}]
+    with pytest.raises(RpcError) as raised:
+        client.request("eth_call", [{"to": "0x00"}, "0x10"])
+    assert raised.value.code == -32602 and not raised.value.retryable

@@ -40,6 +40,8 @@ _TRANSIENT_CODES = frozenset({-32005, 429})
 # ("invalid params": block height is N but requested was N-1) while it mines. Asked again, it answers.
 _MOVING_TAGS = frozenset({"latest", "pending", "safe", "finalized"})
 _INVALID_PARAMS = -32602
+_RACE_ATTEMPTS = 4
+_RACE_PAUSE_S = 0.05
 
 
 def _transient(code: object, params: Sequence[Any]) -> bool:
@@ -208,10 +210,24 @@ class EvmClient:
     def request(self, method: str, params: Sequence[Any] = ()) -> Any:
         """One JSON-RPC request; returns the `result` as the node sent it (hex strings, dicts).
 
+        A read at a moving tag that races the next block ("invalid params") is asked again a few
+        times here before it is raised, since callers of a read cannot tell it from a real answer.
+
         Raises RpcError: retryable for connection failures, timeouts, HTTP 429/5xx, "limit
-        exceeded" answers and "invalid params" on a read at a moving tag (a race with the next
-        block); not retryable for other error answers (code/data kept on the error).
+        exceeded" answers and a lasting race at a moving tag; not retryable for other error
+        answers (code/data kept on the error).
         """
+        for attempt in range(_RACE_ATTEMPTS):
+            try:
+                return self._request_once(method, params)
+            except RpcError as exc:
+                raced = exc.code == _INVALID_PARAMS and exc.retryable
+                if not raced or attempt == _RACE_ATTEMPTS - 1:
+                    raise
+                time.sleep(_RACE_PAUSE_S)
+        raise AssertionError("unreachable")
+
+    def _request_once(self, method: str, params: Sequence[Any]) -> Any:
         try:
             response: Any = self._provider.make_request(RPCEndpoint(method), list(params))
         except requests.Timeout as exc:
