@@ -10,7 +10,7 @@ import hashlib
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from crossdvp.oracle.clock import ManualClock
+from crossdvp.clock import ManualClock
 from crossdvp.oracle.keys import NodeKey, key_from_hex
 from crossdvp.oracle.memory import MemoryLedger, MemoryPeerNetwork
 from crossdvp.oracle.node import Node, NodeSettings

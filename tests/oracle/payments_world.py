@@ -17,9 +17,9 @@ from typing import Any
 
 import httpx
 
+from crossdvp.clock import ManualClock
 from crossdvp.payments.api import create_app
 from crossdvp.payments.auth import generate_key, hash_key, new_credential_id
-from crossdvp.payments.clock import ManualClock
 from crossdvp.payments.config import Settings
 from crossdvp.payments.ledger import ensure_admin_credential
 from crossdvp.process import ManagedProcess, port_open, start_process
@@ -110,7 +110,7 @@ class InProcess:
 
 @contextmanager
 def in_process_ledger(tmp_path: Path) -> Iterator[InProcess]:
-    clock = ManualClock(START_S)
+    clock = ManualClock(start_ms=START_S * 1000)
     settings = Settings(
         database_url=f"sqlite:///{tmp_path / 'ledger.db'}", ledger_id="oracle-tests", grace_s=60
     )

@@ -10,9 +10,9 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from crossdvp.clock import ManualClock
 from crossdvp.payments.api import create_app
 from crossdvp.payments.auth import generate_key, hash_key, new_credential_id
-from crossdvp.payments.clock import ManualClock
 from crossdvp.payments.config import Settings
 from crossdvp.payments.ledger import ensure_admin_credential
 from crossdvp.payments.store import Store
@@ -53,7 +53,7 @@ class Ledger:
 
 @pytest.fixture
 def clock() -> ManualClock:
-    return ManualClock(START_S)
+    return ManualClock(start_ms=START_S * 1000)
 
 
 @pytest.fixture

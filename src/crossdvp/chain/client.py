@@ -27,7 +27,14 @@ from web3.types import RPCEndpoint
 
 from crossdvp.chain._abi import decode_revert
 from crossdvp.chain._artifacts import known_errors, load_artifact
-from crossdvp.chain.errors import ContractRevert, RpcError, TransactionTimeout
+from crossdvp.chain.errors import (
+    BLOCK_RACE_ATTEMPTS,
+    BLOCK_RACE_PAUSE_S,
+    ContractRevert,
+    RpcError,
+    TransactionTimeout,
+    is_block_race,
+)
 
 __all__ = ["BlockInfo", "Call", "EvmClient", "LogEntry", "Sender", "TxReceipt", "normalize_address"]
 
@@ -36,19 +43,11 @@ _GAS_MARGIN_DIVISOR = 5  # estimate + 20%: state may change between estimation a
 _NONCE_RETRIES = 3
 # JSON-RPC codes a node uses for "try again later" (EIP-1474 limit exceeded; rate limiting).
 _TRANSIENT_CODES = frozenset({-32005, 429})
-# A read at a moving tag can race the next block: anvil with --prune-history answers -32602
-# ("invalid params": block height is N but requested was N-1) while it mines. Asked again, it answers.
-_MOVING_TAGS = frozenset({"latest", "pending", "safe", "finalized"})
-_INVALID_PARAMS = -32602
-_RACE_ATTEMPTS = 4
-_RACE_PAUSE_S = 0.05
 
 
 def _transient(code: object, params: Sequence[Any]) -> bool:
     """Whether an error answer may go away if the same request is sent again unchanged."""
-    if code in _TRANSIENT_CODES:
-        return True
-    return code == _INVALID_PARAMS and any(p in _MOVING_TAGS for p in params if isinstance(p, str))
+    return code in _TRANSIENT_CODES or is_block_race(code, params)
 
 
 def normalize_address(address: str, *, field_name: str = "address") -> str:
@@ -217,14 +216,13 @@ class EvmClient:
         exceeded" answers and a lasting race at a moving tag; not retryable for other error
         answers (code/data kept on the error).
         """
-        for attempt in range(_RACE_ATTEMPTS):
+        for attempt in range(BLOCK_RACE_ATTEMPTS):
             try:
                 return self._request_once(method, params)
             except RpcError as exc:
-                raced = exc.code == _INVALID_PARAMS and exc.retryable
-                if not raced or attempt == _RACE_ATTEMPTS - 1:
+                if not is_block_race(exc.code, params) or attempt == BLOCK_RACE_ATTEMPTS - 1:
                     raise
-                time.sleep(_RACE_PAUSE_S)
+                time.sleep(BLOCK_RACE_PAUSE_S)
         raise AssertionError("unreachable")
 
     def _request_once(self, method: str, params: Sequence[Any]) -> Any:

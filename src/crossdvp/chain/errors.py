@@ -10,11 +10,32 @@ ChainError                 (crossdvp.errors.CrossDvpError)
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from crossdvp.errors import CrossDvpError
 
-__all__ = ["ChainError", "ContractRevert", "RpcError", "TransactionTimeout"]
+__all__ = [
+    "BLOCK_RACE_ATTEMPTS",
+    "BLOCK_RACE_PAUSE_S",
+    "ChainError",
+    "ContractRevert",
+    "RpcError",
+    "TransactionTimeout",
+    "is_block_race",
+]
+
+# A read at a moving tag can race the block being mined: anvil with --prune-history answers
+# -32602 ("invalid params": block height is N but requested was N-1). Asked again, it answers, so
+# every JSON-RPC client here asks again up to BLOCK_RACE_ATTEMPTS times before raising.
+_MOVING_TAGS = frozenset({"latest", "pending", "safe", "finalized"})
+_INVALID_PARAMS = -32602
+BLOCK_RACE_ATTEMPTS = 4
+BLOCK_RACE_PAUSE_S = 0.05
+
+
+def is_block_race(code: object, params: Sequence[object]) -> bool:
+    """Whether a JSON-RPC error answer is a read at a moving tag that raced the next block."""
+    return code == _INVALID_PARAMS and any(isinstance(p, str) and p in _MOVING_TAGS for p in params)
 
 
 class ChainError(CrossDvpError):

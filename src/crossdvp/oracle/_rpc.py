@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 from eth_utils.crypto import keccak
 
+from crossdvp.chain.errors import BLOCK_RACE_ATTEMPTS, BLOCK_RACE_PAUSE_S, is_block_race
 from crossdvp.oracle.errors import LedgerUnavailable, RpcReverted
 
 __all__ = ["JsonRpcClient", "abi_signature", "hex_int", "selector", "to_hex"]
@@ -85,20 +86,9 @@ def _revert_data(error: dict[str, Any]) -> bytes | None:
     return None
 
 
-# anvil with --prune-history refuses a read at "latest" that races the block being mined
-# (-32602, "block height is N but requested was N-1"); the same request asked again answers.
-_MOVING_TAGS = frozenset({"latest", "pending", "safe", "finalized"})
-_INVALID_PARAMS = -32602
-_RACE_ATTEMPTS = 4
-_RACE_PAUSE_S = 0.05
-
-
 class _TagRace(LedgerUnavailable):
-    """A read at a moving block tag refused while the node was mining; retried here at once."""
-
-
-def _names_moving_tag(params: Sequence[object]) -> bool:
-    return any(isinstance(p, str) and p in _MOVING_TAGS for p in params)
+    """A read at a moving block tag refused while the node was mining (chain.errors.is_block_race);
+    asked again here at once."""
 
 
 class JsonRpcClient:
@@ -153,7 +143,7 @@ class JsonRpcClient:
             data = _revert_data(error)
             if data is not None:
                 raise RpcReverted(method, data, str(error.get("message", "")))
-            if error.get("code") == _INVALID_PARAMS and _names_moving_tag(params):
+            if is_block_race(error.get("code"), params):
                 raise _TagRace(f"{method} raced the next block: {error.get('message')}")
             raise LedgerUnavailable(f"{method} failed: {error.get('code')} {error.get('message')}")
         if "result" not in reply:
@@ -162,16 +152,16 @@ class JsonRpcClient:
 
     async def call(self, method: str, params: Sequence[object] = ()) -> Any:
         """One request. Raises LedgerUnavailable (retryable) or RpcReverted."""
-        for attempt in range(_RACE_ATTEMPTS):
+        for attempt in range(BLOCK_RACE_ATTEMPTS):
             reply = await self._post(
                 {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": params}
             )
             try:
                 return self._result(method, reply, params)
             except _TagRace:
-                if attempt == _RACE_ATTEMPTS - 1:
+                if attempt == BLOCK_RACE_ATTEMPTS - 1:
                     raise
-                await asyncio.sleep(_RACE_PAUSE_S)
+                await asyncio.sleep(BLOCK_RACE_PAUSE_S)
         raise AssertionError("unreachable")
 
     async def batch(self, calls: Sequence[tuple[str, Sequence[object]]]) -> list[Any]:
@@ -179,13 +169,13 @@ class JsonRpcClient:
 
         Raises on the first failed call (in order) — a batch is used where the caller needs every answer.
         """
-        for attempt in range(_RACE_ATTEMPTS):
+        for attempt in range(BLOCK_RACE_ATTEMPTS):
             try:
                 return await self._batch_once(calls)
             except _TagRace:
-                if attempt == _RACE_ATTEMPTS - 1:
+                if attempt == BLOCK_RACE_ATTEMPTS - 1:
                     raise
-                await asyncio.sleep(_RACE_PAUSE_S)
+                await asyncio.sleep(BLOCK_RACE_PAUSE_S)
         raise AssertionError("unreachable")
 
     async def _batch_once(self, calls: Sequence[tuple[str, Sequence[object]]]) -> list[Any]:

@@ -14,8 +14,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from crossdvp.clock import Clock, SystemClock
 from crossdvp.errors import CrossDvpError
-from crossdvp.oracle.clock import Clock, SystemClock
 from crossdvp.oracle.config import NodeConfig
 from crossdvp.oracle.consensus import Consensus, RoundOutcome, leader_of, slot_of
 from crossdvp.oracle.delivery import DeliveryScheduler

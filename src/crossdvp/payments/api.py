@@ -28,9 +28,9 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from crossdvp.clock import Clock, SystemClock
 from crossdvp.payments import routes, settlement_routes
 from crossdvp.payments._deps import PROBLEM_MEDIA_TYPE, Service, problems
-from crossdvp.payments.clock import Clock, SystemClock
 from crossdvp.payments.config import Settings
 from crossdvp.payments.errors import TYPE_PREFIX, LedgerRejection
 from crossdvp.payments.schemas import Problem

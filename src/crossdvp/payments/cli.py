@@ -126,8 +126,8 @@ def verify_journal(
 @app.command("create-admin")
 def create_admin(database_url: DatabaseUrl = None) -> None:
     """Create an admin API key and print it (shown once; only its hash is stored)."""
+    from crossdvp.clock import SystemClock
     from crossdvp.payments.auth import generate_key, hash_key, new_credential_id
-    from crossdvp.payments.clock import SystemClock
     from crossdvp.payments.config import Settings
     from crossdvp.payments.ledger import ensure_admin_credential
     from crossdvp.payments.store import Store, make_engine

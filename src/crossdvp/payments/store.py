@@ -23,7 +23,7 @@ from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event, insert, select, update
 from sqlalchemy.engine import make_url
 
-from crossdvp.payments.clock import Clock
+from crossdvp.clock import Clock
 from crossdvp.payments.models import ledger_head
 
 __all__ = ["GENESIS_HASH", "Store", "WriteTx", "ensure_head", "make_engine", "migrate"]
