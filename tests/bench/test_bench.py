@@ -13,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from crossdvp.bench.dvp import percentile
+from crossdvp.bench.profile import hot_spots
 from crossdvp.bench.run import BenchOptions, parse_sizes
 from crossdvp.cli import app
 from crossdvp.devnet import load_state
@@ -48,12 +49,14 @@ def _is_number(value: object) -> bool:
 @pytest.mark.integration
 def test_bench_at_tiny_sizes_writes_every_figure(tmp_path: Path) -> None:
     out, chart, work = tmp_path / "results.json", tmp_path / "results.png", tmp_path / "work"
+    profiles = tmp_path / "profiles"
     result = CliRunner().invoke(
         app,
         [
             "bench", "--json", "--out", str(out), "--plot", str(chart), "--work-dir", str(work),
             "--nodes", "4", "--batch-sizes", "1,2", "--settlements", "3", "--paced-s", "1",
             "--transfers", "20", "--sweep-settlements", "2", "--payments-holds", "10", "--skip-postgres",
+            "--report-batch-sizes", "1", "--profile-dir", str(profiles),
         ],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
@@ -83,7 +86,16 @@ def test_bench_at_tiny_sizes_writes_every_figure(tmp_path: Path) -> None:
     assert [p["batch_size"] for p in sweep] == [1, 2]
     assert all(p["settlements"] == 2 and _is_number(p["settled_per_s"]) for p in sweep)
     (four,) = results["scaling"]["nodes"]
-    assert four["nodes"] == 4 and four["burst"]["settlements"] == 3
+    assert four["nodes"] == 4 and four["max_batch"] == 100 and four["burst"]["settlements"] == 3
+    (one_per_report,) = results["scaling"]["report_batch_sizes"]
+    assert one_per_report["nodes"] == 4 and one_per_report["max_batch"] == 1
+    assert _is_number(one_per_report["dvp_per_s"])
+
+    # py-spy sampled node-0 and the ledger during each burst, and the ledger bench's server.
+    for raw in ("devnet-4/node-0.txt", "devnet-4/payments.txt", "devnet-4-batch-1/node-0.txt"):
+        assert hot_spots(profiles / raw), raw
+    assert hot_spots(profiles / "payments-sqlite.txt")
+    assert "hot spots of node-0" in result.stderr
 
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     state = load_state(work / "devnet-4")
@@ -112,3 +124,24 @@ def test_pgbench_reports_tps_on_a_scratch_database() -> None:
     finally:
         engine.dispose()
     assert run_pgbench(server, clients=1, seconds=1) > 0
+
+
+def test_hot_spots_merge_lines_by_function_and_leave_out_idle_waits(tmp_path: Path) -> None:
+    raw = tmp_path / "p.txt"
+    raw.write_text(
+        "run (a/node.py:10);decide (a/node.py:20);commit (sqlalchemy/engine.py:5) 6\n"
+        "run (a/node.py:10);decide (a/node.py:21) 2\n"
+        "run (a/node.py:10);encode (eth_abi/encoding.py:9) 2\n"
+        "run (a/node.py:10);select (selectors.py:1) 90\n"
+    )
+    spots = {s.function: s for s in hot_spots(raw)}
+    assert list(spots) == [
+        "commit (sqlalchemy/engine.py)",
+        "decide (a/node.py)",
+        "encode (eth_abi/encoding.py)",
+    ]
+    assert spots["commit (sqlalchemy/engine.py)"].self_share == pytest.approx(0.6)
+    assert spots["decide (a/node.py)"].self_share == pytest.approx(0.2)
+    assert spots["decide (a/node.py)"].total_share == pytest.approx(0.8)
+    with_idle = {s.function: s for s in hot_spots(raw, include_idle=True)}
+    assert with_idle["select (selectors.py)"].self_share == pytest.approx(0.9)

@@ -80,7 +80,8 @@ def test_four_node_processes_share_terms_over_http(four_nodes: list[str]) -> Non
     view = httpx.get(four_nodes[3] + path, timeout=5).json()
     assert view["status"] == "pending" and view["terms_hash"] == hex32(terms.terms_hash)
     metrics = httpx.get(f"{four_nodes[3]}/metrics", timeout=5).text
-    assert 'crossdvp_node_peer_messages_received_total{kind="terms"} 1.0' in metrics
+    # Node 0 shared the terms as one batch envelope (see Node.outbox_tick).
+    assert 'crossdvp_node_peer_messages_received_total{kind="terms_batch"} 1.0' in metrics
 
 
 def test_keygen_writes_an_encrypted_keystore(tmp_path: Path) -> None:

@@ -239,3 +239,34 @@ def test_batch_places_each_hold_on_its_own(world: Ledger) -> None:
         from crossdvp.payments.journal import verify_journal
 
         assert verify_journal(conn).ok
+
+
+def _statements_for(world: Ledger, holds: int, first_leg: int) -> int:
+    """SQL statements the ledger runs to place a batch of `holds` holds."""
+    from sqlalchemy import event
+
+    count = 0
+
+    def counter(*_: object) -> None:
+        nonlocal count
+        count += 1
+
+    batch = {
+        "holds": [hold_body(leg_index=first_leg + i, amount_minor=1_000) for i in range(holds)],
+    }
+    event.listen(world.store.engine, "before_cursor_execute", counter)
+    try:
+        response = world.call("POST", "/v1/holds/batch", world.alice_key, json=batch)
+    finally:
+        event.remove(world.store.engine, "before_cursor_execute", counter)
+    assert response.status_code == 200, response.text
+    assert [r["status"] for r in response.json()["results"]] == [201] * holds
+    return count
+
+
+def test_a_batch_of_holds_costs_a_fixed_number_of_statements(world: Ledger) -> None:
+    _statements_for(world, 1, first_leg=0)  # the first call also looks up the caller's key
+    one = _statements_for(world, 1, first_leg=1)
+    many = _statements_for(world, 60, first_leg=2)
+    assert many == one, (one, many)
+    assert world.balance("alice-usd") == (FUNDED_MINOR - 62_000, 62_000)

@@ -27,6 +27,13 @@ def bench(
         str, typer.Option(help="node counts, comma-separated (one devnet each), e.g. 4,7,10")
     ] = "4",
     batch_sizes: Annotated[str, typer.Option(help="report batch sizes for the chain sweep")] = "1,10,100,500",
+    report_batch_sizes: Annotated[
+        str,
+        typer.Option(
+            help="also run end to end with the nodes' report batch (max_batch) at each of these sizes, "
+            "on the first node count, e.g. 1,10,100,500 (one devnet each; default: none)"
+        ),
+    ] = "",
     settlements: Annotated[int, typer.Option(help="DvPs in the end-to-end burst")] = 200,
     paced_s: Annotated[
         float, typer.Option(help="seconds of paced load at half the burst rate (0: skip)")
@@ -44,6 +51,13 @@ def bench(
     work_dir: Annotated[
         Path | None, typer.Option(help="keep logs and devnets here (default: a temp dir)")
     ] = None,
+    profile_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="sample node-0 and the ledger during each burst, and the ledger bench servers, with "
+            "py-spy; write the raw profiles here and print their hot spots"
+        ),
+    ] = None,
 ) -> None:
     """Measure throughput, latency, gas and the ledger's rate, each beside a ceiling measured in the
     same run (the two-transfer ceiling, an HTLC swap, pgbench). A program that prints figures: it
@@ -54,6 +68,7 @@ def bench(
         options = BenchOptions(
             nodes=parse_sizes(nodes, option="--nodes"),
             batch_sizes=parse_sizes(batch_sizes, option="--batch-sizes"),
+            report_batch_sizes=parse_sizes(report_batch_sizes, option="--report-batch-sizes", empty_ok=True),
             settlements=settlements,
             paced_s=paced_s,
             transfers=transfers,
@@ -64,6 +79,7 @@ def bench(
             dvp=not skip_dvp,
             payments=not skip_payments,
             work_dir=work_dir,
+            profile_dir=profile_dir,
             command="crossdvp bench " + " ".join(sys.argv[2:]) if len(sys.argv) > 1 else "crossdvp bench",
         )
     except ConfigError as exc:
@@ -85,6 +101,12 @@ def bench(
             typer.echo(f"wrote {save_chart(report, plot)}", err=True)
         except ConfigError as exc:
             typer.echo(f"chart not written: {exc}", err=True)
+    if profile_dir is not None:
+        from crossdvp.bench.profile import describe_profiles
+
+        for directory in (profile_dir, *sorted(p for p in profile_dir.iterdir() if p.is_dir())):
+            for line in describe_profiles(directory):
+                typer.echo(line, err=True)
     if as_json:
         typer.echo(text)
         return

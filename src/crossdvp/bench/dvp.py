@@ -22,6 +22,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,12 +33,14 @@ from eth_utils.crypto import keccak
 
 from crossdvp.bench.ceiling import CeilingResult, measure_transfer_ceiling
 from crossdvp.bench.monitor import LedgerMonitor
+from crossdvp.bench.profile import profiled_all
 from crossdvp.bench.rpc import RawRpc, SignedTx, TxSigner
 from crossdvp.chain.anvil import dev_keys
 from crossdvp.chain.client import EvmClient
 from crossdvp.client.config import DeskConfig
 from crossdvp.devnet import DevnetOptions, devnet_down, devnet_up, load_state
 from crossdvp.devnet.keyfiles import read_secret
+from crossdvp.devnet.nodeconfig import NodeTiming
 from crossdvp.errors import ConfigError, CrossDvpError
 from crossdvp.payments.client import PaymentsClient
 from crossdvp.settlement.terms import Leg, Terms
@@ -105,6 +108,7 @@ class DvpRun:
 @dataclass(frozen=True, slots=True)
 class DvpResult:
     nodes: int
+    max_batch: int  # the nodes' report batch size
     ceiling: CeilingResult
     burst: DvpRun
     paced: DvpRun | None
@@ -118,6 +122,7 @@ class DvpResult:
     def to_dict(self) -> dict[str, Any]:
         return {
             "nodes": self.nodes,
+            "max_batch": self.max_batch,
             "dvp_per_s": round(self.burst.dvp_per_s, 1),
             "two_transfer_ceiling_per_s": round(self.ceiling.two_transfer_ceiling_per_s, 1),
             "ratio": round(self.ratio, 3),
@@ -348,6 +353,15 @@ def _paced(h: _Harness, monitor: LedgerMonitor, rate: float, duration_s: float, 
     )
 
 
+def _profiling(directory: Path, profile_dir: Path | None) -> AbstractContextManager[None]:
+    """py-spy on node-0 and the payments ledger of the devnet, if asked for."""
+    if profile_dir is None:
+        return nullcontext()
+    state = load_state(directory)
+    records = [state.process(name) for name in ("node-0", "payments")]
+    return profiled_all({r.name: r.pid for r in records if r is not None}, profile_dir)
+
+
 def measure_dvp(
     directory: Path,
     *,
@@ -357,6 +371,8 @@ def measure_dvp(
     ceiling_transfers: int,
     progress: Progress = lambda _line: None,
     timeout_s: float = 300.0,
+    profile_dir: Path | None = None,
+    max_batch: int = 100,
 ) -> DvpResult:
     """Start a devnet of `nodes` nodes in `directory`, measure (module docstring), stop it.
 
@@ -366,7 +382,7 @@ def measure_dvp(
     """
     if settlements < 1 or paced_s < 0:
         raise ConfigError(f"settlements must be >= 1 and paced_s >= 0, got {settlements}/{paced_s}")
-    devnet_up(DevnetOptions(directory, nodes=nodes), progress)
+    devnet_up(DevnetOptions(directory, nodes=nodes, timing=NodeTiming(max_batch=max_batch)), progress)
     try:
         h = _Harness(directory, progress)
         try:
@@ -392,7 +408,8 @@ def measure_dvp(
             monitor.start()
             try:
                 progress(f"burst: {settlements} DvPs on {nodes} nodes")
-                burst = _burst(h, monitor, settlements, timeout_s)
+                with _profiling(directory, profile_dir):
+                    burst = _burst(h, monitor, settlements, timeout_s)
                 progress(f"burst: {burst.dvp_per_s:,.1f} DvP/s")
                 paced = None
                 if paced_s > 0:
@@ -408,6 +425,7 @@ def measure_dvp(
         devnet_down(directory)
     return DvpResult(
         nodes=nodes,
+        max_batch=max_batch,
         ceiling=ceiling,
         burst=burst,
         paced=paced,

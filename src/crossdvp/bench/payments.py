@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from glob import glob
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import create_engine, text
@@ -128,11 +129,11 @@ def _batched(result: BenchResult) -> float:
 
 
 def measure_payments(
-    *, holds: int, clients: int, postgres_url: str | None, pgbench_s: int
+    *, holds: int, clients: int, postgres_url: str | None, pgbench_s: int, profile_dir: Path | None = None
 ) -> PaymentsFigures:
     """The ledger bench on SQLite (and PostgreSQL unless `postgres_url` is None), then pgbench on the
     same server. Raises what crossdvp.payments.bench and run_pgbench raise."""
-    results = run_bench(holds=holds, clients=clients, postgres_url=postgres_url)
+    results = run_bench(holds=holds, clients=clients, postgres_url=postgres_url, profile_dir=profile_dir)
     by_backend = {r.backend: r for r in results}
     postgres = by_backend.get("postgresql")
     tps = None

@@ -35,6 +35,14 @@ def save_chart(report: BenchReport, path: Path) -> Path:
     if report.chain_ceiling is not None:
         left.axhline(report.chain_ceiling.two_transfer_ceiling_per_s, color="grey", ls=":",
                      label="two-transfer ceiling (evm_mine)")  # fmt: skip
+    if report.dvp_batches:
+        runs = sorted(report.dvp_batches, key=lambda d: d.max_batch)
+        left.plot(
+            [d.max_batch for d in runs],
+            [d.burst.dvp_per_s for d in runs],
+            "D-",
+            label=f"end-to-end DvP/s, devnet {runs[0].nodes} nodes (node report batch)",
+        )
     for result in report.dvp:
         left.axhline(
             result.burst.dvp_per_s, ls="-.", lw=1, label=f"end-to-end DvP/s, devnet {result.nodes} nodes"

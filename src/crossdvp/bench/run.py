@@ -57,6 +57,8 @@ class BenchOptions:
 
     nodes: tuple[int, ...] = (4,)
     batch_sizes: tuple[int, ...] = (1, 10, 100, 500)
+    # End to end at these node report batch sizes too (one more devnet each, at the first node count).
+    report_batch_sizes: tuple[int, ...] = ()
     settlements: int = 200
     paced_s: float = 10.0
     transfers: int = 2000
@@ -69,6 +71,8 @@ class BenchOptions:
     dvp: bool = True
     payments: bool = True
     work_dir: Path | None = None
+    # Sample node-0 and the ledger (during the burst) and each ledger bench server with py-spy.
+    profile_dir: Path | None = None
     command: str = ""
 
     def __post_init__(self) -> None:
@@ -76,6 +80,8 @@ class BenchOptions:
             raise ConfigError(f"--nodes: each node count must be >= 4 (n >= 3f+1, f >= 1), got {self.nodes}")
         if not self.batch_sizes or any(not 1 <= b <= 1000 for b in self.batch_sizes):
             raise ConfigError(f"--batch-sizes: each must be in 1..1000, got {self.batch_sizes}")
+        if any(not 1 <= b <= 1000 for b in self.report_batch_sizes):
+            raise ConfigError(f"--report-batch-sizes: each must be in 1..1000, got {self.report_batch_sizes}")
         sizes = (
             self.settlements,
             self.transfers,
@@ -98,6 +104,7 @@ class BenchReport:
     sweep: list[SweepPoint] = field(default_factory=list)
     chain_ceiling: CeilingResult | None = None
     dvp: list[DvpResult] = field(default_factory=list)
+    dvp_batches: list[DvpResult] = field(default_factory=list)
     payments: PaymentsFigures | None = None
     elapsed_s: float = 0.0
     # The machine is shared: its load during the run is part of reading the figures.
@@ -147,6 +154,7 @@ class BenchReport:
             "payments": None if self.payments is None else self.payments.to_dict(),
             "scaling": {
                 "nodes": [d.to_dict() for d in self.dvp],
+                "report_batch_sizes": [d.to_dict() for d in self.dvp_batches],
                 "batch_sizes": [p.to_dict() for p in self.sweep],
                 "batch_sizes_ceiling": None if self.chain_ceiling is None else self.chain_ceiling.to_dict(),
             },
@@ -165,7 +173,7 @@ class BenchReport:
                 else [round(v, 2) for v in self.load_average_end],
                 "settlements": self.options.settlements,
                 "paced_s": self.options.paced_s,
-                "node_max_batch": 100,
+                "node_max_batch": 100,  # of the node-count runs; the batch-size runs name their own
             },
         }
 
@@ -200,18 +208,22 @@ def run_bench(options: BenchOptions, progress: Progress = lambda _line: None) ->
         if options.chain:
             _chain(report, work, progress)
         if options.dvp:
-            for n in options.nodes:
-                progress(f"devnet: {n} nodes")
-                report.dvp.append(
-                    measure_dvp(
-                        work / f"devnet-{n}",
-                        nodes=n,
-                        settlements=options.settlements,
-                        paced_s=options.paced_s,
-                        ceiling_transfers=options.transfers,
-                        progress=lambda line: progress(f"  {line}"),
-                    )
+            runs = [(n, 100) for n in options.nodes]
+            runs += [(options.nodes[0], b) for b in options.report_batch_sizes]
+            for i, (n, max_batch) in enumerate(runs):
+                name = f"devnet-{n}" if i < len(options.nodes) else f"devnet-{n}-batch-{max_batch}"
+                progress(f"devnet: {n} nodes, reports of up to {max_batch}")
+                result = measure_dvp(
+                    work / name,
+                    nodes=n,
+                    settlements=options.settlements,
+                    paced_s=options.paced_s,
+                    ceiling_transfers=options.transfers,
+                    progress=lambda line: progress(f"  {line}"),
+                    profile_dir=options.profile_dir and options.profile_dir / name,
+                    max_batch=max_batch,
                 )
+                (report.dvp if i < len(options.nodes) else report.dvp_batches).append(result)
         if options.payments:
             progress("payments: holds over HTTP on SQLite and PostgreSQL, then pgbench")
             report.payments = measure_payments(
@@ -219,6 +231,7 @@ def run_bench(options: BenchOptions, progress: Progress = lambda _line: None) ->
                 clients=options.payments_clients,
                 postgres_url=options.postgres_url,
                 pgbench_s=options.pgbench_s,
+                profile_dir=options.profile_dir,
             )
     except BaseException:
         progress(f"bench failed; logs kept in {work}")
@@ -230,12 +243,13 @@ def run_bench(options: BenchOptions, progress: Progress = lambda _line: None) ->
     return report
 
 
-def parse_sizes(text: str, *, option: str) -> tuple[int, ...]:
-    """ "4,7,10" -> (4, 7, 10). Raises ConfigError naming `option` for anything else."""
+def parse_sizes(text: str, *, option: str, empty_ok: bool = False) -> tuple[int, ...]:
+    """ "4,7,10" -> (4, 7, 10) ("" -> () if `empty_ok`). Raises ConfigError naming `option` for
+    anything else."""
     try:
         values = tuple(int(part) for part in text.split(",") if part.strip())
     except ValueError:
         raise ConfigError(f"{option}: expected comma-separated integers, got {text!r}") from None
-    if not values:
+    if not values and not empty_ok:
         raise ConfigError(f"{option}: expected at least one integer")
     return values

@@ -32,14 +32,16 @@ PAYMENTS_API_KEY_ENV = "CROSSDVP_NODE_PAYMENTS_API_KEY"
 
 @dataclass(frozen=True, slots=True)
 class NodeTiming:
-    """How fast a node polls, rotates leaders and re-checks deliveries. The devnet's values are
-    short so that a demo settles in seconds; the node's own defaults suit real networks."""
+    """How fast a node polls, rotates leaders and re-checks deliveries, and how many decisions a
+    report carries. The devnet's timings are short so that a demo settles in seconds; the node's own
+    defaults suit real networks."""
 
     poll_interval_ms: int = 250
     round_ms: int = 1000
     stagger_ms: int = 1000
     delivery_recheck_ms: int = 1000
     peer_timeout_ms: int = 800
+    max_batch: int = 100
 
 
 def don_section(don: DonConfig, members: Sequence[tuple[str, str]]) -> dict[str, Any]:
@@ -116,6 +118,7 @@ def node_config_toml(
                 "stagger_ms": timing.stagger_ms,
                 "delivery_recheck_ms": timing.delivery_recheck_ms,
                 "peer_timeout_ms": timing.peer_timeout_ms,
+                "max_batch": timing.max_batch,
             },
             "key": {"keystore": keystore, "password_env": KEY_PASSWORD_ENV},
             "don": don,

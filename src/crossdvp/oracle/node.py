@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,14 +23,14 @@ from crossdvp.oracle.delivery import DeliveryScheduler
 from crossdvp.oracle.errors import FinalityViolation, PeerMessageRejected, TermsConflict
 from crossdvp.oracle.keys import NodeKey
 from crossdvp.oracle.metrics import NodeMetrics
-from crossdvp.oracle.peers import PeerSigner, PeerTransport
+from crossdvp.oracle.peers import MAX_TERMS_PER_BATCH, PeerSigner, PeerTransport
 from crossdvp.oracle.ports import Deliverer, Observer
-from crossdvp.oracle.store import NodeStore, hex32
+from crossdvp.oracle.store import NodeStore, OutboxMessage, hex32
 from crossdvp.oracle.wire import report_from_wire
 from crossdvp.settlement.decision import LedgerView, decide
 from crossdvp.settlement.errors import SettlementError
 from crossdvp.settlement.report import DonConfig, ReportItem, WorkflowIdentity
-from crossdvp.settlement.terms import Terms
+from crossdvp.settlement.terms import Decision, Terms
 
 __all__ = ["Node", "NodeSettings"]
 
@@ -38,6 +39,8 @@ log = logging.getLogger(__name__)
 MAX_POLL_BACKOFF_MS = 30_000
 OUTBOX_BACKOFF_MS = 500
 MAX_OUTBOX_BACKOFF_MS = 30_000
+OUTBOX_SINGLES_PER_TICK = 10  # unbatched shares (reports) sent to one peer per tick, one at a time
+ACKED = frozenset({"ok", "duplicate", "conflict"})  # a conflict is final too: resending cannot fix it
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,11 +234,16 @@ class Node:
         self.metrics.final_time.labels(network=network).set(observed.final_time_s)
 
     def decide_pending(self) -> int:
-        """Run the decision rule for every registered, undecided settlement; returns how many decided."""
-        decided = 0
+        """Run the decision rule for every registered, undecided settlement; returns how many decided.
+
+        The locks of every undecided settlement are read in one query, and the decisions of the
+        pass are persisted in one transaction (before any of them can be signed)."""
         states = {s.network: s for s in self.store.network_states()}
-        for terms in self.store.undecided_terms():
-            locks = self.store.locks_for(terms.settlement_id)
+        undecided = self.store.undecided_terms()
+        locks_by_settlement = self.store.locks_for_many(t.settlement_id for t in undecided)
+        verdicts: list[tuple[Terms, Decision, int, str]] = []
+        for terms in undecided:
+            locks = locks_by_settlement.get(terms.settlement_id, ())
             views: dict[str, LedgerView] = {}
             for network in terms.networks():
                 state = states.get(network)
@@ -256,21 +264,20 @@ class Node:
                     extra={"settlement_id": hex32(terms.settlement_id)},
                 )
                 continue
-            if not verdict.decided or verdict.decided_at_s is None:
-                continue
-            stored, new = self.store.record_decision(
-                terms, verdict.decision, verdict.decided_at_s, verdict.reason, self.clock.now_ms()
-            )
+            if verdict.decided and verdict.decided_at_s is not None:
+                verdicts.append((terms, verdict.decision, verdict.decided_at_s, verdict.reason))
+        decided = 0
+        for stored, new in self.store.record_decisions(verdicts, self.clock.now_ms()):
             if new:
                 decided += 1
-                sid = hex32(terms.settlement_id)
+                sid = hex32(stored.settlement_id)
                 self.metrics.decisions.labels(decision=stored.decision.name.lower()).inc()
                 log.info(
                     "settlement %s decided %s at ledger time %d: %s",
                     sid,
                     stored.decision.name,
                     stored.decided_at_s,
-                    verdict.reason,
+                    stored.reason,
                     extra={"settlement_id": sid, "decision": stored.decision.name},
                 )
         return decided
@@ -295,11 +302,29 @@ class Node:
         return outcome
 
     async def outbox_tick(self) -> None:
-        """Send every due terms/report share; acknowledged ones are done, others back off."""
-        now = self.clock.now_ms()
-        due = self.store.due_outbox(now)
+        """Share due terms/reports with every peer; acknowledged ones are done, others back off.
 
-        async def send(message_id: int, member: int, kind: str, body: dict[str, Any], attempts: int) -> None:
+        Per peer, all due terms go as ONE "terms_batch" envelope (up to MAX_TERMS_PER_BATCH), then each
+        due report, one request at a time: one envelope per (terms, peer) made hundreds of concurrent
+        POSTs and signatures per tick, peers timed out, and the retries snowballed. A failed request
+        ends that peer's turn, so a peer that is down gets one request per tick, not its backlog.
+        """
+        due = self.store.due_outbox(
+            self.clock.now_ms(),
+            per_kind={"terms": MAX_TERMS_PER_BATCH},
+            default_limit=OUTBOX_SINGLES_PER_TICK,
+        )
+        by_member: dict[int, list[OutboxMessage]] = defaultdict(list)
+        for message in due:
+            by_member[message.member].append(message)
+        await asyncio.gather(*(self._share_with(member, messages) for member, messages in by_member.items()))
+
+    async def _share_with(self, member: int, messages: Sequence[OutboxMessage]) -> None:
+        terms = [m for m in messages if m.kind == "terms"]
+        requests = [(m.kind, m.body, [m]) for m in messages if m.kind != "terms"]
+        if terms:
+            requests.insert(0, ("terms_batch", {"terms": [m.body["terms"] for m in terms]}, terms))
+        for kind, body, batch in requests:
             try:
                 reply = await self._transport.send(
                     member,
@@ -307,18 +332,39 @@ class Node:
                     timeout_s=self.settings.peer_timeout_ms / 1000,
                 )
             except CrossDvpError:
-                reply = {}
-            if reply.get("status") in ("ok", "duplicate", "conflict"):
-                self.store.ack_outbox(message_id)
-            else:
-                delay = min(MAX_OUTBOX_BACKOFF_MS, OUTBOX_BACKOFF_MS << min(attempts, 8))
-                self.store.retry_outbox(message_id, self.clock.now_ms() + delay)
-                if attempts in (5, 20, 100):  # an operator should know a peer is unreachable for long
-                    log.warning(
-                        "node %d has not acknowledged a %s share after %d attempts", member, kind, attempts
-                    )
+                reply = None
+            statuses = self._reply_statuses(kind, reply, len(batch))
+            self.store.ack_outbox(m.id for m, status in zip(batch, statuses, strict=True) if status in ACKED)
+            retry = [m for m, status in zip(batch, statuses, strict=True) if status not in ACKED]
+            now = self.clock.now_ms()
+            self.store.retry_outbox(
+                {
+                    m.id: now + min(MAX_OUTBOX_BACKOFF_MS, OUTBOX_BACKOFF_MS << min(m.attempts, 8))
+                    for m in retry
+                }
+            )
+            if any(m.attempts in (5, 20, 100) for m in retry):  # an operator should know a peer is stuck
+                log.warning(
+                    "node %d has not acknowledged %d %s share(s) after up to %d attempts",
+                    member,
+                    len(retry),
+                    kind,
+                    max(m.attempts for m in retry),
+                )
+            if reply is None:
+                return
 
-        await asyncio.gather(*(send(m.id, m.member, m.kind, m.body, m.attempts) for m in due))
+    @staticmethod
+    def _reply_statuses(kind: str, reply: dict[str, Any] | None, count: int) -> list[object]:
+        """One status per item sent; anything but a well-formed reply leaves every item unacknowledged."""
+        if reply is None:
+            return [None] * count
+        if kind != "terms_batch":
+            return [reply.get("status")]
+        results = reply.get("results")
+        if not isinstance(results, list) or len(results) != count:
+            return [None] * count
+        return [r.get("status") if isinstance(r, dict) else None for r in results]
 
     async def delivery_tick(self) -> int:
         if self.settings.byzantine is not None:
@@ -370,23 +416,49 @@ class Node:
 
     def _dispatch(self, sender: int, kind: str, body: dict[str, Any]) -> dict[str, Any]:
         if kind == "terms":
-            try:
-                terms = Terms.from_dict(body.get("terms", {}))
-            except (SettlementError, TypeError, ValueError, KeyError) as exc:
-                raise PeerMessageRejected(f"invalid terms: {exc}", reason="invalid_terms") from exc
-            try:
-                new = self.store.add_terms(terms, self.clock.now_ms())
-            except TermsConflict as exc:
-                log.error("node %d shared conflicting terms: %s", sender, exc)
-                return {"status": "conflict", "detail": str(exc)}
-            if new:
-                sid = hex32(terms.settlement_id)
-                log.info("settlement %s registered (from node %d)", sid, sender, extra={"settlement_id": sid})
-            return {"status": "ok" if new else "duplicate"}
+            return self._register_shared(sender, [_parse_terms(body.get("terms", {}))])[0]
+        if kind == "terms_batch":
+            return {"status": "ok", "results": self._register_batch(sender, body.get("terms"))}
         if kind == "propose":
             return self.consensus.handle_propose(sender, body)
         new = self.consensus.accept_report(report_from_wire(body), source="peer")
         return {"status": "ok" if new else "duplicate"}
+
+    def _register_batch(self, sender: int, raw: object) -> list[dict[str, Any]]:
+        """One reply per item, in order: an invalid item is refused alone, never the items around it.
+
+        Raises PeerMessageRejected ("malformed") only when `raw` is not a list of 1..MAX_TERMS_PER_BATCH.
+        """
+        if not isinstance(raw, list) or not 1 <= len(raw) <= MAX_TERMS_PER_BATCH:
+            raise PeerMessageRejected(
+                f"a terms batch is a list of 1 to {MAX_TERMS_PER_BATCH} terms", reason="malformed"
+            )
+        replies: list[dict[str, Any] | None] = []
+        valid: list[Terms] = []
+        for item in raw:
+            try:
+                valid.append(_parse_terms(item))
+                replies.append(None)
+            except PeerMessageRejected as exc:
+                self.metrics.peer_dropped.labels(reason=exc.reason).inc()
+                log.warning("terms from node %d dropped (%s): %s", sender, exc.reason, exc)
+                replies.append({"status": "rejected", "reason": exc.reason, "detail": str(exc)})
+        registered = iter(self._register_shared(sender, valid))
+        return [reply if reply is not None else next(registered) for reply in replies]
+
+    def _register_shared(self, sender: int, batch: Sequence[Terms]) -> list[dict[str, Any]]:
+        """Store terms a peer shared (one transaction); per terms "ok", "duplicate" or "conflict"."""
+        replies: list[dict[str, Any]] = []
+        for terms, result in zip(batch, self.store.add_terms_many(batch, self.clock.now_ms()), strict=True):
+            if isinstance(result, TermsConflict):
+                log.error("node %d shared conflicting terms: %s", sender, result)
+                replies.append({"status": "conflict", "detail": str(result)})
+                continue
+            if result:
+                sid = hex32(terms.settlement_id)
+                log.info("settlement %s registered (from node %d)", sid, sender, extra={"settlement_id": sid})
+            replies.append({"status": "ok" if result else "duplicate"})
+        return replies
 
     # -- status ------------------------------------------------------------------------------------
 
@@ -457,3 +529,11 @@ class Node:
                 log.exception("%s loop error: %s", name, exc)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=every_ms / 1000)
+
+
+def _parse_terms(raw: Any) -> Terms:
+    """Terms from a peer's JSON. Raises PeerMessageRejected ("invalid_terms") for anything invalid."""
+    try:
+        return Terms.from_dict(raw)  # rejects a non-mapping itself
+    except (SettlementError, TypeError, ValueError, KeyError) as exc:
+        raise PeerMessageRejected(f"invalid terms: {exc}", reason="invalid_terms") from exc

@@ -18,12 +18,13 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import httpx
-from eth_account import Account
-from eth_account.messages import encode_defunct
+from coincurve import PrivateKey
 from eth_hash.auto import keccak
 
 from crossdvp.oracle.errors import PeerMessageRejected, PeerUnavailable
 from crossdvp.oracle.keys import NodeKey
+from crossdvp.settlement.errors import MalformedSignature
+from crossdvp.settlement.report import _recover as recover_address
 
 __all__ = [
     "HttpPeerTransport",
@@ -34,7 +35,10 @@ __all__ = [
 ]
 
 ENVELOPE_VERSION = 1
-KINDS = frozenset({"terms", "propose", "report"})
+# "terms_batch" carries up to MAX_TERMS_PER_BATCH terms in one envelope: {"terms": [terms, ...]}.
+KINDS = frozenset({"terms", "terms_batch", "propose", "report"})
+MAX_TERMS_PER_BATCH = 200
+_EIP191_PREFIX = b"\x19Ethereum Signed Message:\n32"
 
 
 def canonical_json(value: Any) -> bytes:
@@ -55,14 +59,16 @@ class PeerSigner:
     """Seals outgoing envelopes with this node's key and opens incoming ones against the DON members."""
 
     def __init__(self, *, key: NodeKey, index: int, don_id: int, config_version: int, signers: Sequence[str]):
-        self._key = key
+        # One parsed key for every seal: libsecp256k1 signs in microseconds, eth_account in milliseconds.
+        self._key = PrivateKey(key.private_key)
         self.index = index
         self._don_id = don_id
         self._config_version = config_version
         self._signers = tuple(s.lower() for s in signers)
 
     def _digest(self, fields: Mapping[str, Any]) -> bytes:
-        return keccak(canonical_json(dict(fields)))
+        """EIP-191 personal_sign hash of keccak256(canonical JSON): what eth_account's sign_message signs."""
+        return keccak(_EIP191_PREFIX + keccak(canonical_json(dict(fields))))
 
     def seal(self, to: int, kind: str, body: Mapping[str, Any]) -> dict[str, Any]:
         fields: dict[str, Any] = {
@@ -74,8 +80,9 @@ class PeerSigner:
             "kind": kind,
             "body": dict(body),
         }
-        signed = Account.sign_message(encode_defunct(primitive=self._digest(fields)), self._key.private_key)
-        return {**fields, "signature": "0x" + bytes(signed.signature).hex()}
+        signature = self._key.sign_recoverable(self._digest(fields), hasher=None)
+        # r || s || v with v in {27, 28}, as eth_account writes it (libsecp256k1 gives the recovery id).
+        return {**fields, "signature": "0x" + (signature[:64] + bytes([signature[64] + 27])).hex()}
 
     def open(self, envelope: object) -> PeerEnvelope:
         """Authenticate an incoming envelope.
@@ -114,10 +121,10 @@ class PeerSigner:
         fields = {k: v for k, v in envelope.items() if k != "signature"}
         try:
             raw_sig = bytes.fromhex(signature.removeprefix("0x"))
-            recovered = Account.recover_message(
-                encode_defunct(primitive=self._digest(fields)), signature=raw_sig
-            )
-        except Exception as exc:  # eth_keys raises several error types for garbage signatures
+            if len(raw_sig) != 65 or raw_sig[64] not in (27, 28):
+                raise ValueError("a peer signature is 65 bytes r || s || v with v in {27, 28}")
+            recovered = recover_address(self._digest(fields), raw_sig[:64] + bytes([raw_sig[64] - 27]))
+        except (ValueError, MalformedSignature) as exc:
             raise PeerMessageRejected(
                 f"unrecoverable signature from sender {sender}", reason="bad_signature"
             ) from exc

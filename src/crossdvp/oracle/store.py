@@ -11,12 +11,24 @@ Invariants kept here, not by callers:
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, delete, event, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    bindparam,
+    case,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.engine import make_url
 
 from crossdvp.oracle._tables import (
@@ -46,6 +58,10 @@ __all__ = [
     "StoredReport",
     "hex32",
 ]
+
+
+# Ids per `IN (...)` query: well under SQLite's bound-parameter limit.
+_IN_CHUNK = 500
 
 
 def hex32(value: bytes) -> str:
@@ -129,6 +145,7 @@ class NodeStore:
         if parsed.get_backend_name() == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         metadata.create_all(self.engine)
+        self._undecided: dict[str, Terms] = {}
 
     def close(self) -> None:
         self.engine.dispose()
@@ -140,27 +157,44 @@ class NodeStore:
 
         Raises TermsConflict when the settlement id already holds different terms.
         """
-        sid = hex32(terms.settlement_id)
         with self.engine.begin() as conn:
-            row = conn.execute(
-                select(terms_table.c.terms_hash).where(terms_table.c.settlement_id == sid)
-            ).first()
-            if row is not None:
-                if row.terms_hash != hex32(terms.terms_hash):
-                    raise TermsConflict(
-                        f"settlement {sid} is already registered with terms hash {row.terms_hash}, "
-                        f"not {hex32(terms.terms_hash)}; use a new settlement id"
-                    )
-                return False
-            conn.execute(
-                insert(terms_table).values(
-                    settlement_id=sid,
-                    terms_json=json.dumps(terms.to_dict(), sort_keys=True),
-                    terms_hash=hex32(terms.terms_hash),
-                    deadline_s=terms.deadline_s,
-                    registered_ms=now_ms,
+            return self._insert_terms(conn, terms, now_ms)
+
+    def add_terms_many(self, batch: Sequence[Terms], now_ms: int) -> list[bool | TermsConflict]:
+        """add_terms for each of `batch` in ONE transaction (one fsync, not one per terms).
+
+        Per item: True (new), False (identical terms already stored) or the TermsConflict add_terms
+        would raise; a conflict does not stop the other items.
+        """
+        results: list[bool | TermsConflict] = []
+        with self.engine.begin() as conn:
+            for terms in batch:
+                try:
+                    results.append(self._insert_terms(conn, terms, now_ms))
+                except TermsConflict as exc:  # raised before anything is written for this item
+                    results.append(exc)
+        return results
+
+    @staticmethod
+    def _insert_terms(conn: Connection, terms: Terms, now_ms: int) -> bool:
+        sid = hex32(terms.settlement_id)
+        row = conn.execute(select(terms_table.c.terms_hash).where(terms_table.c.settlement_id == sid)).first()
+        if row is not None:
+            if row.terms_hash != hex32(terms.terms_hash):
+                raise TermsConflict(
+                    f"settlement {sid} is already registered with terms hash {row.terms_hash}, "
+                    f"not {hex32(terms.terms_hash)}; use a new settlement id"
                 )
+            return False
+        conn.execute(
+            insert(terms_table).values(
+                settlement_id=sid,
+                terms_json=json.dumps(terms.to_dict(), sort_keys=True),
+                terms_hash=hex32(terms.terms_hash),
+                deadline_s=terms.deadline_s,
+                registered_ms=now_ms,
             )
+        )
         return True
 
     def get_terms(self, settlement_id: bytes) -> Terms | None:
@@ -185,14 +219,22 @@ class NodeStore:
             return [Terms.from_dict(json.loads(r.terms_json)) for r in conn.execute(query)]
 
     def undecided_terms(self) -> list[Terms]:
+        """Registered settlements without a decision, by id. Terms never change once stored, so each
+        is parsed once and kept while undecided (the decision rule asks for these on every poll)."""
         query = (
-            select(terms_table.c.terms_json)
+            select(terms_table.c.settlement_id, terms_table.c.terms_json)
             .outerjoin(decisions_table, decisions_table.c.settlement_id == terms_table.c.settlement_id)
             .where(decisions_table.c.settlement_id.is_(None))
             .order_by(terms_table.c.settlement_id)
         )
         with self.engine.connect() as conn:
-            return [Terms.from_dict(json.loads(r.terms_json)) for r in conn.execute(query)]
+            rows = conn.execute(query).all()
+        parsed: dict[str, Terms] = {}
+        for row in rows:
+            terms = self._undecided.get(row.settlement_id)
+            parsed[row.settlement_id] = terms or Terms.from_dict(json.loads(row.terms_json))
+        self._undecided = parsed  # only the still undecided are kept
+        return list(parsed.values())
 
     # -- observations -------------------------------------------------------------------------------
 
@@ -264,27 +306,36 @@ class NodeStore:
         return 1
 
     def locks_for(self, settlement_id: bytes) -> tuple[LockObservation, ...]:
+        return self.locks_for_many([settlement_id]).get(settlement_id, ())
+
+    def locks_for_many(self, settlement_ids: Iterable[bytes]) -> dict[bytes, tuple[LockObservation, ...]]:
+        """The observed locks of each settlement (one query; settlements without locks are absent)."""
+        ids = [hex32(s) for s in settlement_ids]
+        found: dict[bytes, list[LockObservation]] = {}
         with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(locks_table)
-                .where(locks_table.c.settlement_id == hex32(settlement_id))
-                .order_by(locks_table.c.network, locks_table.c.leg_index, locks_table.c.id)
-            ).all()
-        return tuple(
-            LockObservation(
-                network=r.network,
-                leg_index=r.leg_index,
-                settlement_id=_bytes(r.settlement_id),
-                terms_hash=_bytes(r.terms_hash),
-                asset=r.asset,
-                amount_minor=int(r.amount_minor),
-                payer=r.payer,
-                payee=r.payee,
-                deadline_s=int(r.deadline_s),
-                locked_at_s=int(r.locked_at_s),
-            )
-            for r in rows
-        )
+            for start in range(0, len(ids), _IN_CHUNK):
+                rows = conn.execute(
+                    select(locks_table)
+                    .where(locks_table.c.settlement_id.in_(ids[start : start + _IN_CHUNK]))
+                    .order_by(locks_table.c.network, locks_table.c.leg_index, locks_table.c.id)
+                ).all()
+                for r in rows:
+                    sid = _bytes(r.settlement_id)
+                    found.setdefault(sid, []).append(
+                        LockObservation(
+                            network=r.network,
+                            leg_index=r.leg_index,
+                            settlement_id=sid,
+                            terms_hash=_bytes(r.terms_hash),
+                            asset=r.asset,
+                            amount_minor=int(r.amount_minor),
+                            payer=r.payer,
+                            payee=r.payee,
+                            deadline_s=int(r.deadline_s),
+                            locked_at_s=int(r.locked_at_s),
+                        )
+                    )
+        return {sid: tuple(locks) for sid, locks in found.items()}
 
     # -- decisions ----------------------------------------------------------------------------------
 
@@ -307,25 +358,41 @@ class NodeStore:
         Never overwrites: a second call with the opposite decision returns the first (and the caller
         logs the conflict). Raises ValueError for PENDING, which is not a decision.
         """
-        if decision is Decision.PENDING:
+        return self.record_decisions([(terms, decision, decided_at_s, reason)], now_ms)[0]
+
+    def record_decisions(
+        self, batch: Sequence[tuple[Terms, Decision, int, str]], now_ms: int
+    ) -> list[tuple[StoredDecision, bool]]:
+        """`record_decision` for many (terms, decision, decided_at_s, reason), in ONE transaction (one
+        disk sync for a whole pass of the decision rule); in order. Raises ValueError for PENDING
+        before writing anything."""
+        if any(decision is Decision.PENDING for _, decision, _, _ in batch):
             raise ValueError("PENDING is not a decision and is never stored")
-        sid = hex32(terms.settlement_id)
+        results: list[tuple[StoredDecision, bool]] = []
         with self.engine.begin() as conn:
-            row = conn.execute(select(decisions_table).where(decisions_table.c.settlement_id == sid)).first()
-            if row is not None:
-                return self._decision(row), False
-            conn.execute(
-                insert(decisions_table).values(
-                    settlement_id=sid,
-                    decision=int(decision),
-                    decided_at_s=decided_at_s,
-                    terms_hash=hex32(terms.terms_hash),
-                    reason=reason,
-                    recorded_ms=now_ms,
+            for terms, decision, decided_at_s, reason in batch:
+                sid = hex32(terms.settlement_id)
+                row = conn.execute(
+                    select(decisions_table).where(decisions_table.c.settlement_id == sid)
+                ).first()
+                if row is not None:
+                    results.append((self._decision(row), False))
+                    continue
+                conn.execute(
+                    insert(decisions_table).values(
+                        settlement_id=sid,
+                        decision=int(decision),
+                        decided_at_s=decided_at_s,
+                        terms_hash=hex32(terms.terms_hash),
+                        reason=reason,
+                        recorded_ms=now_ms,
+                    )
                 )
-            )
-        stored = StoredDecision(terms.settlement_id, decision, decided_at_s, terms.terms_hash, reason, now_ms)
-        return stored, True
+                stored = StoredDecision(
+                    terms.settlement_id, decision, decided_at_s, terms.terms_hash, reason, now_ms
+                )
+                results.append((stored, True))
+        return results
 
     def decision(self, settlement_id: bytes) -> StoredDecision | None:
         with self.engine.connect() as conn:
@@ -604,25 +671,45 @@ class NodeStore:
             with self.engine.begin() as conn:
                 conn.execute(insert(outbox_table), rows)
 
-    def due_outbox(self, now_ms: int, limit: int = 100) -> list[OutboxMessage]:
+    def due_outbox(
+        self, now_ms: int, *, per_kind: Mapping[str, int] | None = None, default_limit: int = 100
+    ) -> list[OutboxMessage]:
+        """Due unacknowledged messages, oldest first, at most `per_kind[kind]` (else `default_limit`)
+        per (member, kind): one peer's backlog can neither crowd out the others nor all go at once."""
+        rank = (
+            func.row_number()
+            .over(partition_by=(outbox_table.c.member, outbox_table.c.kind), order_by=outbox_table.c.id)
+            .label("rank")
+        )
+        due = (
+            select(outbox_table, rank)
+            .where(outbox_table.c.acked.is_(False), outbox_table.c.next_attempt_ms <= now_ms)
+            .subquery()
+        )
+        limits = dict(per_kind or {})
+        cap = (
+            case(*((due.c.kind == kind, limit) for kind, limit in limits.items()), else_=default_limit)
+            if limits
+            else default_limit
+        )
         with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(outbox_table)
-                .where(outbox_table.c.acked.is_(False), outbox_table.c.next_attempt_ms <= now_ms)
-                .order_by(outbox_table.c.id)
-                .limit(limit)
-            ).all()
+            rows = conn.execute(select(due).where(due.c.rank <= cap).order_by(due.c.id)).all()
         return [OutboxMessage(r.id, r.member, r.kind, json.loads(r.body_json), r.attempts) for r in rows]
 
-    def ack_outbox(self, message_id: int) -> None:
-        with self.engine.begin() as conn:
-            # Acknowledged shares are done for good; deleting them keeps the table as small as the backlog.
-            conn.execute(delete(outbox_table).where(outbox_table.c.id == message_id))
+    def ack_outbox(self, message_ids: Iterable[int]) -> None:
+        ids = list(message_ids)
+        if ids:
+            with self.engine.begin() as conn:
+                # Acknowledged shares are done for good; deleting keeps the table as small as the backlog.
+                conn.execute(delete(outbox_table).where(outbox_table.c.id.in_(ids)))
 
-    def retry_outbox(self, message_id: int, next_attempt_ms: int) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(
-                update(outbox_table)
-                .where(outbox_table.c.id == message_id)
-                .values(attempts=outbox_table.c.attempts + 1, next_attempt_ms=next_attempt_ms)
-            )
+    def retry_outbox(self, next_attempt_ms: Mapping[int, int]) -> None:
+        """Count one more attempt for each message id and set when it is next due, in one transaction."""
+        if next_attempt_ms:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    update(outbox_table)
+                    .where(outbox_table.c.id == bindparam("message_id"))
+                    .values(attempts=outbox_table.c.attempts + 1, next_attempt_ms=bindparam("due_ms")),
+                    [{"message_id": i, "due_ms": ms} for i, ms in next_attempt_ms.items()],
+                )

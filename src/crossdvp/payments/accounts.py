@@ -36,6 +36,8 @@ __all__ = [
     "Transfer",
     "cash_in",
     "cash_out",
+    "check_counterparty",
+    "check_visible",
     "counterparty_account",
     "create_credential",
     "create_participant",
@@ -197,6 +199,11 @@ def create_credential(
 def visible_account(conn: Connection, principal: Principal, account_id: str, *, field: str) -> Row[Any]:
     """The account row if the caller may see it; 404 otherwise (never reveal others' accounts)."""
     row = conn.execute(select(accounts).where(accounts.c.account_id == account_id)).first()
+    return check_visible(row, principal, account_id, field=field)
+
+
+def check_visible(row: Row[Any] | None, principal: Principal, account_id: str, *, field: str) -> Row[Any]:
+    """`visible_account` on a row already read (None: no such account)."""
     if row is None or row.kind != "deposit":
         raise NotFound("account-not-found", f"no account {account_id!r}", field=field)
     if principal.role is Role.PARTICIPANT and row.participant_id != principal.participant_id:
@@ -209,6 +216,11 @@ def visible_account(conn: Connection, principal: Principal, account_id: str, *, 
 def counterparty_account(conn: Connection, account_id: str, *, field: str) -> Row[Any]:
     """Any deposit account, by id: a payer must be able to name a payee it does not own (like an IBAN)."""
     row = conn.execute(select(accounts).where(accounts.c.account_id == account_id)).first()
+    return check_counterparty(row, account_id, field=field)
+
+
+def check_counterparty(row: Row[Any] | None, account_id: str, *, field: str) -> Row[Any]:
+    """`counterparty_account` on a row already read (None: no such account)."""
     if row is None or row.kind != "deposit":
         raise Unprocessable("unknown-account", f"no account {account_id!r} to pay into", field=field)
     return row
@@ -296,11 +308,14 @@ def require_not_frozen(row: Row[Any], field: str) -> None:
         raise Conflict("account-frozen", f"account {row.account_id!r} is frozen", field=field)
 
 
-def require_available(row: Row[Any], amount_minor: int) -> None:
-    if row.available_minor < amount_minor:
+def require_available(row: Row[Any], amount_minor: int, available_minor: int | None = None) -> None:
+    """Rejects when the account cannot fund `amount_minor` (its balance as of `available_minor` if
+    given: a batch that has already taken some of it)."""
+    available = row.available_minor if available_minor is None else available_minor
+    if available < amount_minor:
         raise Conflict(
             "insufficient-funds",
-            f"account {row.account_id!r} has {row.available_minor} {row.currency} minor units available, "
+            f"account {row.account_id!r} has {available} {row.currency} minor units available, "
             f"{amount_minor} needed",
             field="amount_minor",
         )

@@ -15,7 +15,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from eth_utils.crypto import keccak
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from crossdvp.bench.profile import profiled
 from crossdvp.payments.auth import generate_key
 from crossdvp.payments.client import PaymentsClient
 from crossdvp.payments.journal import verify_journal
@@ -43,7 +44,7 @@ from crossdvp.settlement.terms import Decision
 
 __all__ = ["BenchResult", "run_bench"]
 
-_BATCH = 50
+_BATCH = 100
 # Fixed, publicly known keys: the bench ledger trusts this throwaway DON and nothing else.
 _KEYS = tuple(keccak(f"crossdvp-bench-signer-{i}".encode()) for i in range(4))
 _WORKFLOW = WorkflowIdentity(
@@ -126,7 +127,15 @@ def _ready(base_url: str) -> Callable[[], bool]:
     return probe
 
 
-def _run_one(backend: str, database_url: str, *, holds: int, clients: int, log_dir: Path) -> BenchResult:
+def _run_one(
+    backend: str,
+    database_url: str,
+    *,
+    holds: int,
+    clients: int,
+    log_dir: Path,
+    profile_dir: Path | None = None,
+) -> BenchResult:
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     admin_key = generate_key()
@@ -207,7 +216,12 @@ def _run_one(backend: str, database_url: str, *, holds: int, clients: int, log_d
                     if any(r["status"] != 201 for r in results):
                         raise RuntimeError(f"bench on {backend}: a batched hold was refused: {results}")
 
-        with ThreadPoolExecutor(clients) as pool:
+        profile = (
+            profiled(proc.pid, profile_dir / f"payments-{backend}.txt")
+            if profile_dir is not None
+            else nullcontext()
+        )
+        with profile, ThreadPoolExecutor(clients) as pool:
             began = time.perf_counter()
             list(pool.map(place, chunks))
             place_s = time.perf_counter() - began
@@ -243,14 +257,32 @@ def _run_one(backend: str, database_url: str, *, holds: int, clients: int, log_d
     )
 
 
-def run_bench(*, holds: int, clients: int, postgres_url: str | None) -> list[BenchResult]:
-    """Run on SQLite, then on PostgreSQL (a scratch database on `postgres_url`) unless it is None."""
+def run_bench(
+    *, holds: int, clients: int, postgres_url: str | None, profile_dir: Path | None = None
+) -> list[BenchResult]:
+    """Run on SQLite, then on PostgreSQL (a scratch database on `postgres_url`) unless it is None.
+
+    With `profile_dir`, each server is sampled with py-spy while it is under load
+    (`payments-<backend>.txt` there; see crossdvp.bench.profile)."""
     results = []
     with tempfile.TemporaryDirectory(prefix="crossdvp-bench-") as tmp:
         tmp_path = Path(tmp)
         sqlite_url = f"sqlite:///{tmp_path / 'bench.sqlite3'}"
-        results.append(_run_one("sqlite", sqlite_url, holds=holds, clients=clients, log_dir=tmp_path))
+        results.append(
+            _run_one(
+                "sqlite", sqlite_url, holds=holds, clients=clients, log_dir=tmp_path, profile_dir=profile_dir
+            )
+        )
         if postgres_url is not None:
             with _postgres_scratch(postgres_url) as url:
-                results.append(_run_one("postgresql", url, holds=holds, clients=clients, log_dir=tmp_path))
+                results.append(
+                    _run_one(
+                        "postgresql",
+                        url,
+                        holds=holds,
+                        clients=clients,
+                        log_dir=tmp_path,
+                        profile_dir=profile_dir,
+                    )
+                )
     return results

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -153,17 +154,33 @@ def bench(
     ] = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres",
     skip_postgres: Annotated[bool, typer.Option(help="only SQLite")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    profile_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="sample each server with py-spy while under load; write collapsed stacks here and "
+            "print its hot spots"
+        ),
+    ] = None,
 ) -> None:
     """Start the service on SQLite and on PostgreSQL, place and settle N holds over HTTP with a few
     concurrent clients, and print holds/s for each. A command that prints figures, not a test."""
     from crossdvp.payments.bench import run_bench
 
-    results = run_bench(holds=holds, clients=clients, postgres_url=None if skip_postgres else postgres_url)
+    results = run_bench(
+        holds=holds,
+        clients=clients,
+        postgres_url=None if skip_postgres else postgres_url,
+        profile_dir=profile_dir,
+    )
     if as_json:
         typer.echo(json.dumps([r.to_dict() for r in results], indent=2))
         return
     for r in results:
         typer.echo(r.describe())
+    if profile_dir is not None:
+        from crossdvp.bench.profile import describe_profiles
+
+        typer.echo("\n".join(describe_profiles(profile_dir)))
 
 
 if __name__ == "__main__":

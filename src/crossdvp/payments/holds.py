@@ -8,37 +8,42 @@ Visibility follows `accounts.py`: a participant sees a hold it pays or is paid b
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Row, insert, or_, select, update
+from sqlalchemy import Connection, Row, bindparam, or_, select, update
 
 from crossdvp.payments.accounts import (
-    counterparty_account,
+    check_counterparty,
+    check_visible,
     require_available,
     require_not_frozen,
-    visible_account,
 )
 from crossdvp.payments.auth import Principal, Role
-from crossdvp.payments.errors import Conflict, Forbidden, NotFound, Unprocessable
-from crossdvp.payments.journal import AVAILABLE, HELD, Posting, append_entry
+from crossdvp.payments.errors import Conflict, Forbidden, LedgerRejection, NotFound, Unprocessable
+from crossdvp.payments.journal import AVAILABLE, HELD, Entry, Posting, append_entries
 from crossdvp.payments.models import accounts, events, holds
-from crossdvp.payments.store import WriteTx
+from crossdvp.payments.store import WriteTx, insert_rows
 
 __all__ = [
     "FINAL_STATES",
     "HELD_STATE",
     "Hold",
     "HoldEvent",
+    "HoldRequest",
     "finalize_hold",
+    "finalize_holds",
     "get_hold",
     "hold_from_row",
     "hold_id_for",
     "hold_rows_for_settlement",
+    "hold_rows_for_settlements",
     "list_holds",
     "place_hold",
+    "place_holds",
     "reclaim",
     "record_event",
+    "record_events",
 ]
 
 HELD_STATE = "held"
@@ -46,8 +51,9 @@ FINAL_STATES = ("settled", "released", "reclaimed")
 
 
 @dataclass(frozen=True, slots=True)
-class Hold:
-    hold_id: str
+class HoldRequest:
+    """What a payer asks for when it places a hold (the body of `POST /v1/holds`)."""
+
     settlement_id: str
     leg_index: int
     terms_hash: str
@@ -56,6 +62,13 @@ class Hold:
     currency: str
     amount_minor: int
     deadline_s: int
+
+
+@dataclass(frozen=True, slots=True)
+class Hold(HoldRequest):
+    """A placed hold: the request, its id and where it stands."""
+
+    hold_id: str
     state: str
     placed_at_s: int
     final_at_s: int | None
@@ -97,34 +110,33 @@ def hold_id_for(settlement_id: str, leg_index: int) -> str:
 
 def record_event(tx: WriteTx, kind: str, hold_id: str, workflow_execution_id: str | None = None) -> int:
     """Append a feed event stamped with this transaction's ledger time (inside the serialized write)."""
-    cursor = tx.last_event_cursor + 1
-    tx.conn.execute(
-        insert(events).values(
-            cursor=cursor,
-            kind=kind,
-            time_ms=tx.now_ms,
-            hold_id=hold_id,
-            workflow_execution_id=workflow_execution_id,
+    return record_events(tx, [(kind, hold_id, workflow_execution_id)])[0]
+
+
+def record_events(tx: WriteTx, new_events: Sequence[tuple[str, str, str | None]]) -> list[int]:
+    """Append (kind, hold_id, workflow_execution_id) events in order, in one statement; their cursors."""
+    first = tx.last_event_cursor + 1
+    if new_events:
+        insert_rows(
+            tx.conn,
+            events,
+            [
+                {
+                    "cursor": first + i,
+                    "kind": kind,
+                    "time_ms": tx.now_ms,
+                    "hold_id": hold_id,
+                    "workflow_execution_id": execution_id,
+                }
+                for i, (kind, hold_id, execution_id) in enumerate(new_events)
+            ],
         )
-    )
-    tx.last_event_cursor = cursor
-    tx.dirty = True
-    return cursor
+        tx.last_event_cursor = first + len(new_events) - 1
+        tx.dirty = True
+    return list(range(first, tx.last_event_cursor + 1))
 
 
-def place_hold(
-    tx: WriteTx,
-    principal: Principal,
-    *,
-    settlement_id: str,
-    leg_index: int,
-    terms_hash: str,
-    payer_account: str,
-    payee_account: str,
-    currency: str,
-    amount_minor: int,
-    deadline_s: int,
-) -> Hold:
+def place_hold(tx: WriteTx, principal: Principal, request: HoldRequest) -> Hold:
     """Lock a settlement leg: move `amount_minor` from the payer's available to its held balance.
 
     Rejects: payer account unknown or not the caller's (404 account-not-found); payee unknown (422
@@ -132,94 +144,162 @@ def place_hold(
     the deadline (422 deadline-passed; allowed while now_s <= deadline_s, like the escrow); a hold for
     this (settlement_id, leg_index) exists (409 hold-exists); payer or payee frozen (409
     account-frozen); insufficient available (409 insufficient-funds)."""
-    payer = visible_account(tx.conn, principal, payer_account, field="payer_account")
-    payee = counterparty_account(tx.conn, payee_account, field="payee_account")
+    (outcome,) = place_holds(tx, principal, [request])
+    if isinstance(outcome, LedgerRejection):
+        raise outcome
+    return outcome
+
+
+def place_holds(
+    tx: WriteTx, principal: Principal, requests: Sequence[HoldRequest]
+) -> list[Hold | LedgerRejection]:
+    """Place each hold, in order, or refuse it with the rejection `place_hold` would raise for it.
+
+    Every check of every hold runs before anything is written (against the balances as the earlier
+    holds of the batch leave them), so a refused hold writes nothing and never blocks the others; the
+    accepted ones are then written with a fixed number of statements, whatever their count.
+    """
+    named = {r.payer_account for r in requests} | {r.payee_account for r in requests}
+    rows = {
+        row.account_id: row
+        for row in tx.conn.execute(select(accounts).where(accounts.c.account_id.in_(named)))
+    }
+    wanted = [hold_id_for(r.settlement_id, r.leg_index) for r in requests]
+    taken = set(tx.conn.scalars(select(holds.c.hold_id).where(holds.c.hold_id.in_(wanted))))
+    available = {account_id: int(row.available_minor) for account_id, row in rows.items()}
+    outcomes: list[Hold | LedgerRejection] = []
+    placed: list[tuple[HoldRequest, Hold]] = []
+    for request, hold_id in zip(requests, wanted, strict=True):
+        try:
+            _check_hold(tx, principal, request, hold_id, rows, taken, available)
+        except LedgerRejection as exc:
+            outcomes.append(exc)
+            continue
+        taken.add(hold_id)
+        available[request.payer_account] -= request.amount_minor
+        hold = Hold(
+            hold_id=hold_id,
+            **asdict(request),
+            state=HELD_STATE,
+            placed_at_s=tx.now_s,
+            final_at_s=None,
+            workflow_execution_id=None,
+        )
+        outcomes.append(hold)
+        placed.append((request, hold))
+    if placed:
+        insert_rows(
+            tx.conn,
+            holds,
+            [
+                {
+                    **asdict(request),
+                    "hold_id": h.hold_id,
+                    "state": HELD_STATE,
+                    "placed_at_ms": tx.now_ms,
+                    "final_at_ms": None,
+                    "workflow_execution_id": None,
+                }
+                for request, h in placed
+            ],
+        )
+        append_entries(
+            tx,
+            [
+                Entry(
+                    "hold",
+                    h.hold_id,
+                    [
+                        Posting(h.payer_account, h.currency, AVAILABLE, -h.amount_minor),
+                        Posting(h.payer_account, h.currency, HELD, h.amount_minor),
+                    ],
+                )
+                for _, h in placed
+            ],
+        )
+        record_events(tx, [("hold_placed", h.hold_id, None) for _, h in placed])
+    return outcomes
+
+
+def _check_hold(
+    tx: WriteTx,
+    principal: Principal,
+    request: HoldRequest,
+    hold_id: str,
+    rows: dict[str, Row[Any]],
+    taken: set[str],
+    available: dict[str, int],
+) -> None:
+    """Raise the rejection `place_hold` documents for `request`, in its order; None if it may be placed."""
+    payer = check_visible(
+        rows.get(request.payer_account), principal, request.payer_account, field="payer_account"
+    )
+    payee = check_counterparty(rows.get(request.payee_account), request.payee_account, field="payee_account")
     for row, name in ((payer, "payer_account"), (payee, "payee_account")):
-        if row.currency != currency:
+        if row.currency != request.currency:
             raise Unprocessable(
                 "currency-mismatch",
-                f"{name} {row.account_id!r} holds {row.currency}, not {currency}",
+                f"{name} {row.account_id!r} holds {row.currency}, not {request.currency}",
                 field="currency",
             )
-    if tx.now_s > deadline_s:
+    if tx.now_s > request.deadline_s:
         raise Unprocessable(
             "deadline-passed",
-            f"ledger time {tx.now_s} is past the deadline {deadline_s}; holds are taken until the deadline",
+            f"ledger time {tx.now_s} is past the deadline {request.deadline_s}; holds are taken until the "
+            "deadline",
             field="deadline_s",
             extra={"now_s": tx.now_s},
         )
-    hold_id = hold_id_for(settlement_id, leg_index)
-    if tx.conn.execute(select(holds.c.hold_id).where(holds.c.hold_id == hold_id)).first():
+    if hold_id in taken:
         raise Conflict(
-            "hold-exists", f"leg {leg_index} of settlement {settlement_id} is already held", field="leg_index"
+            "hold-exists",
+            f"leg {request.leg_index} of settlement {request.settlement_id} is already held",
+            field="leg_index",
         )
     require_not_frozen(payer, "payer_account")
     require_not_frozen(payee, "payee_account")
-    require_available(payer, amount_minor)
-    tx.conn.execute(
-        insert(holds).values(
-            hold_id=hold_id,
-            settlement_id=settlement_id,
-            leg_index=leg_index,
-            terms_hash=terms_hash,
-            payer_account=payer_account,
-            payee_account=payee_account,
-            currency=currency,
-            amount_minor=amount_minor,
-            deadline_s=deadline_s,
-            state=HELD_STATE,
-            placed_at_ms=tx.now_ms,
-            final_at_ms=None,
-            workflow_execution_id=None,
-        )
-    )
-    append_entry(
-        tx,
-        kind="hold",
-        reference=hold_id,
-        lines=[
-            Posting(payer_account, currency, AVAILABLE, -amount_minor),
-            Posting(payer_account, currency, HELD, amount_minor),
-        ],
-    )
-    record_event(tx, "hold_placed", hold_id)
-    return Hold(
-        hold_id=hold_id,
-        settlement_id=settlement_id,
-        leg_index=leg_index,
-        terms_hash=terms_hash,
-        payer_account=payer_account,
-        payee_account=payee_account,
-        currency=currency,
-        amount_minor=amount_minor,
-        deadline_s=deadline_s,
-        state=HELD_STATE,
-        placed_at_s=tx.now_s,
-        final_at_s=None,
-        workflow_execution_id=None,
-    )
+    require_available(payer, request.amount_minor, available[payer.account_id])
 
 
 def finalize_hold(tx: WriteTx, hold: Row[Any], state: str, workflow_execution_id: str | None) -> None:
     """Move a `held` hold to a final state with its journal entry and event (settled pays the payee;
     released and reclaimed return the funds to the payer's available balance)."""
-    to_account = hold.payee_account if state == "settled" else hold.payer_account
-    append_entry(
-        tx,
-        kind={"settled": "settle", "released": "release", "reclaimed": "reclaim"}[state],
-        reference=hold.hold_id,
-        lines=[
-            Posting(hold.payer_account, hold.currency, HELD, -int(hold.amount_minor)),
-            Posting(to_account, hold.currency, AVAILABLE, int(hold.amount_minor)),
-        ],
-    )
+    finalize_holds(tx, [(hold, state)], workflow_execution_id)
+
+
+def finalize_holds(
+    tx: WriteTx, finals: Sequence[tuple[Row[Any], str]], workflow_execution_id: str | None
+) -> None:
+    """`finalize_hold` for many (hold, final state) pairs, in order, with a fixed number of statements."""
+    if not finals:
+        return
+    entries = []
+    for hold, state in finals:
+        to_account = hold.payee_account if state == "settled" else hold.payer_account
+        entries.append(
+            Entry(
+                _ENTRY_KIND[state],
+                hold.hold_id,
+                [
+                    Posting(hold.payer_account, hold.currency, HELD, -int(hold.amount_minor)),
+                    Posting(to_account, hold.currency, AVAILABLE, int(hold.amount_minor)),
+                ],
+            )
+        )
+    append_entries(tx, entries)
     tx.conn.execute(
         update(holds)
-        .where(holds.c.hold_id == hold.hold_id)
-        .values(state=state, final_at_ms=tx.now_ms, workflow_execution_id=workflow_execution_id)
+        .where(holds.c.hold_id == bindparam("b_hold_id"))
+        .values(
+            state=bindparam("b_state"), final_at_ms=tx.now_ms, workflow_execution_id=workflow_execution_id
+        ),
+        [{"b_hold_id": hold.hold_id, "b_state": state} for hold, state in finals],
     )
-    kind = {"settled": "hold_settled", "released": "hold_released", "reclaimed": "hold_reclaimed"}[state]
-    record_event(tx, kind, hold.hold_id, workflow_execution_id)
+    record_events(tx, [(_EVENT_KIND[state], hold.hold_id, workflow_execution_id) for hold, state in finals])
+
+
+_ENTRY_KIND = {"settled": "settle", "released": "release", "reclaimed": "reclaim"}
+_EVENT_KIND = {"settled": "hold_settled", "released": "hold_released", "reclaimed": "hold_reclaimed"}
 
 
 def _visible_hold(conn: Connection, principal: Principal, hold_id: str) -> Row[Any]:
@@ -295,8 +375,15 @@ def reclaim(tx: WriteTx, principal: Principal, hold_id: str, *, grace_s: int) ->
 
 
 def hold_rows_for_settlement(conn: Connection, settlement_id: str) -> Sequence[Row[Any]]:
+    return hold_rows_for_settlements(conn, [settlement_id])
+
+
+def hold_rows_for_settlements(conn: Connection, settlement_ids: Sequence[str]) -> Sequence[Row[Any]]:
+    """The holds of these settlements, by settlement and leg index."""
     return conn.execute(
-        select(holds).where(holds.c.settlement_id == settlement_id).order_by(holds.c.leg_index)
+        select(holds)
+        .where(holds.c.settlement_id.in_(settlement_ids))
+        .order_by(holds.c.settlement_id, holds.c.leg_index)
     ).all()
 
 

@@ -11,6 +11,8 @@ workflow execution id, which makes a second delivery return the first outcome an
 from __future__ import annotations
 
 import json
+from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -144,44 +146,56 @@ def _verify(raw: bytes, context: bytes, signatures: list[bytes], don: DonConfig)
         raise Unprocessable("malformed-report", str(exc), field="report") from exc
 
 
-def _apply_item(tx: WriteTx, item: ReportItem, execution_id: str) -> dict[str, Any]:
-    """Apply one decision to every hold of its settlement on this ledger, or skip with a reason."""
-    settlement_id = _hex(item.settlement_id)
-    terms_hash = _hex(item.terms_hash)
-    decision = "settle" if item.decision is Decision.SETTLE else "abort"
-    rows = ledger.hold_rows_for_settlement(tx.conn, settlement_id)
-    outcome: dict[str, Any] = {
-        "settlement_id": settlement_id,
-        "terms_hash": terms_hash,
-        "decision": decision,
-        "outcome": "skipped",
-        "reason": None,
-        "holds": [],
-    }
-    if not rows:
-        outcome["reason"] = "unknown-settlement"
-        return outcome
-    applied = False
-    reasons: list[str] = []
-    for row in rows:
-        entry: dict[str, Any] = {"hold_id": row.hold_id, "leg_index": row.leg_index}
-        if row.terms_hash != terms_hash:
-            entry.update(outcome="skipped", reason="terms-hash-mismatch")
-        elif row.state != "held":
-            entry.update(outcome="skipped", reason="already-final")
+def _apply_items(tx: WriteTx, items: Sequence[ReportItem], execution_id: str) -> list[dict[str, Any]]:
+    """Apply each decision to every hold of its settlement on this ledger, or skip it with a reason.
+
+    The holds of every item are read in one query and finalized together, in item order (a report
+    names each settlement at most once: `decode_report` refuses one that repeats it).
+    """
+    ids = sorted({_hex(item.settlement_id) for item in items})
+    by_settlement: dict[str, list[Any]] = defaultdict(list)
+    for row in ledger.hold_rows_for_settlements(tx.conn, ids):
+        by_settlement[row.settlement_id].append(row)
+    finals: list[tuple[Any, str]] = []
+    outcomes = []
+    for item in items:
+        settlement_id = _hex(item.settlement_id)
+        terms_hash = _hex(item.terms_hash)
+        outcome: dict[str, Any] = {
+            "settlement_id": settlement_id,
+            "terms_hash": terms_hash,
+            "decision": "settle" if item.decision is Decision.SETTLE else "abort",
+            "outcome": "skipped",
+            "reason": None,
+            "holds": [],
+        }
+        outcomes.append(outcome)
+        rows = by_settlement.get(settlement_id, [])
+        if not rows:
+            outcome["reason"] = "unknown-settlement"
+            continue
+        applied = False
+        reasons: list[str] = []
+        for row in rows:
+            entry: dict[str, Any] = {"hold_id": row.hold_id, "leg_index": row.leg_index}
+            if row.terms_hash != terms_hash:
+                entry.update(outcome="skipped", reason="terms-hash-mismatch")
+            elif row.state != "held":
+                entry.update(outcome="skipped", reason="already-final")
+            else:
+                state = "settled" if item.decision is Decision.SETTLE else "released"
+                finals.append((row, state))
+                entry.update(outcome=state, reason=None)
+                applied = True
+            if entry["reason"]:
+                reasons.append(entry["reason"])
+            outcome["holds"].append(entry)
+        if applied:
+            outcome["outcome"] = "applied"
         else:
-            state = "settled" if item.decision is Decision.SETTLE else "released"
-            ledger.finalize_hold(tx, row, state, execution_id)
-            entry.update(outcome=state, reason=None)
-            applied = True
-        if entry["reason"]:
-            reasons.append(entry["reason"])
-        outcome["holds"].append(entry)
-    if applied:
-        outcome["outcome"] = "applied"
-    else:
-        outcome["reason"] = reasons[0]
-    return outcome
+            outcome["reason"] = reasons[0]
+    ledger.finalize_holds(tx, finals, execution_id)
+    return outcomes
 
 
 def submit_report(store: Store, raw: bytes, context: bytes, signatures: list[bytes]) -> dict[str, Any]:
@@ -224,7 +238,7 @@ def submit_report(store: Store, raw: bytes, context: bytes, signatures: list[byt
             "don_id": metadata.don_id,
             "config_version": metadata.don_config_version,
             "signers": list(signers),
-            "items": [_apply_item(tx, item, execution_id) for item in items],
+            "items": _apply_items(tx, items, execution_id),
         }
         tx.conn.execute(
             insert(reports).values(

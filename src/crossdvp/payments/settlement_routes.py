@@ -108,7 +108,7 @@ def place_hold(
         key,
         request_identity(request, body.model_dump()),
         201,
-        lambda tx: _hold_out(ledger.place_hold(tx, principal, **body.model_dump())),
+        lambda tx: _hold_out(ledger.place_hold(tx, principal, ledger.HoldRequest(**body.model_dump()))),
     )
 
 
@@ -129,17 +129,14 @@ def place_holds(
     own, exactly as `POST /v1/holds` would; a refused hold never blocks the others."""
 
     def op(tx: WriteTx) -> HoldBatchOut:
+        requests = [ledger.HoldRequest(**item.model_dump()) for item in body.holds]
         results: list[HoldBatchResult] = []
-        for item in body.holds:
-            saved = (tx.last_entry_seq, tx.last_entry_hash, tx.last_event_cursor, tx.dirty)
-            try:
-                with tx.conn.begin_nested():
-                    hold = ledger.place_hold(tx, principal, **item.model_dump())
-                results.append(HoldBatchResult(status=201, hold=_hold_out(hold), problem=None))
-            except LedgerRejection as exc:
-                tx.last_entry_seq, tx.last_entry_hash, tx.last_event_cursor, tx.dirty = saved
-                problem = Problem.model_validate(exc.problem(instance=request.url.path))
-                results.append(HoldBatchResult(status=exc.status, hold=None, problem=problem))
+        for outcome in ledger.place_holds(tx, principal, requests):
+            if isinstance(outcome, LedgerRejection):
+                problem = Problem.model_validate(outcome.problem(instance=request.url.path))
+                results.append(HoldBatchResult(status=outcome.status, hold=None, problem=problem))
+            else:
+                results.append(HoldBatchResult(status=201, hold=_hold_out(outcome), problem=None))
         return HoldBatchOut(results=results)
 
     return service.mutate(principal, key, request_identity(request, body.model_dump()), 200, op)

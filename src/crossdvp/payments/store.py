@@ -12,7 +12,7 @@ single lock taken first cannot deadlock.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import resources
@@ -20,16 +20,27 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, create_engine, event, insert, select, update
+from sqlalchemy import Connection, Engine, Table, create_engine, event, insert, select, update
 from sqlalchemy.engine import make_url
 
 from crossdvp.clock import Clock
 from crossdvp.payments.models import ledger_head
 
-__all__ = ["GENESIS_HASH", "Store", "WriteTx", "ensure_head", "make_engine", "migrate"]
+__all__ = ["GENESIS_HASH", "Store", "WriteTx", "ensure_head", "insert_rows", "make_engine", "migrate"]
 
 GENESIS_HASH = "0x" + "00" * 32
 _SQLITE_BUSY_TIMEOUT_MS = 60_000
+
+
+def insert_rows(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+    """INSERT `rows` (all with the same keys) as one executemany.
+
+    Measured on PostgreSQL (100 holds per batch): an executemany, which psycopg pipelines, took 27 ms
+    of SQL per batch; one multi-row VALUES statement per table took 51 ms, and 3x the time overall
+    (SQLAlchemy compiles a statement with that many parameters afresh on every call).
+    """
+    if rows:
+        conn.execute(insert(table), list(rows))
 
 
 def make_engine(database_url: str, *, pool_size: int = 8) -> Engine:
