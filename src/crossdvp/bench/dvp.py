@@ -312,14 +312,26 @@ def _collect(
         time.sleep(0.05)
 
 
-def _burst(h: _Harness, monitor: LedgerMonitor, count: int, timeout_s: float) -> DvpRun:
+def _burst(
+    h: _Harness,
+    monitor: LedgerMonitor,
+    count: int,
+    timeout_s: float,
+    profile: AbstractContextManager[None],
+) -> DvpRun:
+    """The timed burst; `profile` covers it from the first send to the last settlement (not the
+    registration before it)."""
     orders = h.orders(count, "burst")
     h.register(orders)
     placed: dict[bytes, float] = {}
-    with RawRpc(h.config.rpc_url) as rpc, PaymentsClient(h.config.payments_url, h.buyer_api_key) as ledger:
-        began = time.perf_counter()
-        _send(rpc, ledger, orders, placed)
-    finished, latencies, executed = _collect(monitor, orders, placed, timeout_s)
+    with profile:
+        with (
+            RawRpc(h.config.rpc_url) as rpc,
+            PaymentsClient(h.config.payments_url, h.buyer_api_key) as ledger,
+        ):
+            began = time.perf_counter()
+            _send(rpc, ledger, orders, placed)
+        finished, latencies, executed = _collect(monitor, orders, placed, timeout_s)
     return DvpRun(
         settlements=count,
         elapsed_s=finished - began,
@@ -408,8 +420,7 @@ def measure_dvp(
             monitor.start()
             try:
                 progress(f"burst: {settlements} DvPs on {nodes} nodes")
-                with _profiling(directory, profile_dir):
-                    burst = _burst(h, monitor, settlements, timeout_s)
+                burst = _burst(h, monitor, settlements, timeout_s, _profiling(directory, profile_dir))
                 progress(f"burst: {burst.dvp_per_s:,.1f} DvP/s")
                 paced = None
                 if paced_s > 0:

@@ -24,7 +24,11 @@ from crossdvp.errors import CrossDvpError
 __all__ = ["HotSpot", "describe_profiles", "hot_spots", "profiled", "profiled_all", "py_spy"]
 
 _RATE_HZ = 200
-_IDLE = ("select ", "poll ", "_run_once ", "Runner.run ", "Condition.wait ")
+# Innermost frames that mean "waiting for work" (see hot_spots).
+_IDLE = frozenset(
+    {"select", "poll", "EpollSelector.select", "PollSelector.select", "SelectSelector.select"}
+    | {"BaseEventLoop._run_once", "_run_once", "Runner.run", "Condition.wait"}
+)
 
 
 def py_spy() -> str:
@@ -119,7 +123,7 @@ def hot_spots(raw: Path, *, top: int = 15, include_idle: bool = False) -> list[H
         if not stack or not count_text.isdigit():
             continue
         frames = [_frame_name(f) for f in stack.split(";")]
-        if not include_idle and frames and frames[-1].startswith(_IDLE):
+        if not include_idle and frames[-1].partition(" (")[0] in _IDLE:
             continue
         count = int(count_text)
         samples += count

@@ -168,7 +168,8 @@ class Node:
 
         Raises TermsConflict when the id already holds different terms.
         """
-        new = self.store.add_terms(terms, self.clock.now_ms())
+        others = [m for m in range(len(self.settings.don.signers)) if m != self.index]
+        new = self.store.add_terms(terms, self.clock.now_ms(), share_with=others)
         if new:
             sid = hex32(terms.settlement_id)
             log.info(
@@ -178,8 +179,6 @@ class Node:
                 terms.deadline_s,
                 extra={"settlement_id": sid},
             )
-            others = [m for m in range(len(self.settings.don.signers)) if m != self.index]
-            self.store.enqueue(others, "terms", {"terms": terms.to_dict()}, self.clock.now_ms())
         return new
 
     # -- observe and decide ------------------------------------------------------------------------

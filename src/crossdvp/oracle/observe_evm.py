@@ -23,16 +23,16 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 import httpx
-from eth_abi.abi import decode as abi_decode
 
+from crossdvp.chain._abi import AbiEvent
 from crossdvp.chain.contracts import load_artifact
 from crossdvp.errors import ConfigError
-from crossdvp.oracle._rpc import JsonRpcClient, hex_int, selector, to_hex
+from crossdvp.oracle._rpc import JsonRpcClient, hex_int, to_hex
 from crossdvp.oracle.errors import FinalityViolation, LedgerUnavailable
 from crossdvp.oracle.ports import Observed
 from crossdvp.settlement.decision import LockObservation
 
-__all__ = ["FINALIZED", "EvmObserver", "Finality", "locked_event_abi"]
+__all__ = ["FINALIZED", "EvmObserver", "Finality", "locked_event"]
 
 logger = logging.getLogger(__name__)
 
@@ -44,24 +44,18 @@ Finality = int | Literal["finalized"]
 _LOCKED_FIELDS = ("settlementId", "legIndex", "token", "locker", "payee", "amount", "deadline", "termsHash")
 
 
-def locked_event_abi() -> dict[str, Any]:
-    """The `Locked` event entry of the compiled DvPEscrow ABI.
+def locked_event() -> AbiEvent:
+    """The `Locked` event of the compiled DvPEscrow ABI (its topic and decoder).
 
     Raises ConfigError if the artifact is missing or its Locked event lacks an argument the observer reads.
     """
-    entries = [
-        e for e in load_artifact("DvPEscrow").abi if e.get("type") == "event" and e.get("name") == "Locked"
-    ]
-    if len(entries) != 1:
-        raise ConfigError(
-            "the DvPEscrow artifact must define exactly one `Locked` event; run `make contracts`"
-        )
-    entry = dict(entries[0])
-    names = {str(i.get("name")) for i in entry["inputs"]}
-    missing = [name for name in _LOCKED_FIELDS if name not in names]
+    event = load_artifact("DvPEscrow").contract_abi.events.get("Locked")
+    if event is None:
+        raise ConfigError("the DvPEscrow artifact defines no `Locked` event; run `make contracts`")
+    missing = [name for name in _LOCKED_FIELDS if name not in {p.name for p in event.inputs}]
     if missing:
         raise ConfigError(f"DvPEscrow.Locked lacks argument(s) {missing}; the observer cannot decode it")
-    return entry
+    return event
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,27 +104,6 @@ def _header(raw: object, what: str) -> _Header | None:
     )
 
 
-class _LockedDecoder:
-    """Decodes raw `Locked` logs into their named arguments with eth_abi."""
-
-    def __init__(self, event_abi: Mapping[str, Any]) -> None:
-        self.topic0 = "0x" + selector(event_abi).hex()
-        inputs = list(event_abi["inputs"])
-        self._indexed = [(str(i["name"]), str(i["type"])) for i in inputs if i.get("indexed")]
-        self._data = [(str(i["name"]), str(i["type"])) for i in inputs if not i.get("indexed")]
-
-    def decode(self, log: Mapping[str, Any]) -> dict[str, Any]:
-        topics = [bytes.fromhex(str(t)[2:]) for t in log["topics"]]
-        if len(topics) != len(self._indexed) + 1:
-            raise LedgerUnavailable(f"Locked log with {len(topics)} topics: {log!r:.200}")
-        values: dict[str, Any] = {}
-        for (name, type_), topic in zip(self._indexed, topics[1:], strict=True):
-            (values[name],) = abi_decode([type_], topic)
-        data_values = abi_decode([t for _, t in self._data], bytes.fromhex(str(log["data"])[2:]))
-        values.update(zip((n for n, _ in self._data), data_values, strict=True))
-        return values
-
-
 class EvmObserver:
     """Reads the escrow's final `Locked` events from one EVM chain (an `Observer`).
 
@@ -169,7 +142,8 @@ class EvmObserver:
         self.finality_violations = 0
         self._network = f"eip155:{chain_id}"
         self._rpc = JsonRpcClient(rpc_url, timeout_s=timeout_s, transport=transport)
-        self._decoder = _LockedDecoder(locked_event_abi())
+        self._locked = locked_event()
+        self._locked_topic = "0x" + self._locked.topic0.hex()
         self._chain_checked = False
 
     @property
@@ -265,7 +239,7 @@ class EvmObserver:
                 [
                     {
                         "address": self.escrow,
-                        "topics": [self._decoder.topic0],
+                        "topics": [self._locked_topic],
                         "fromBlock": to_hex(a),
                         "toBlock": to_hex(b),
                     }
@@ -318,7 +292,8 @@ class EvmObserver:
         if log.get("removed") or log_hash != header.hash:
             raise self._violation(number, log_hash, header.hash, "by its header")
         try:
-            args = self._decoder.decode(log)
+            topics = [bytes.fromhex(str(t).removeprefix("0x")) for t in log["topics"]]
+            args = self._locked.decode(topics, bytes.fromhex(str(log["data"]).removeprefix("0x")))
         except (ValueError, TypeError, KeyError) as exc:
             # Our own escrow emitted it, so this is a wrong address or ABI, not a passing failure.
             raise ConfigError(f"undecodable Locked log in block {number} of {self.escrow}: {exc}") from exc

@@ -152,13 +152,17 @@ class NodeStore:
 
     # -- terms --------------------------------------------------------------------------------------
 
-    def add_terms(self, terms: Terms, now_ms: int) -> bool:
-        """Store terms; True if new, False if the identical terms were already stored.
+    def add_terms(self, terms: Terms, now_ms: int, *, share_with: Iterable[int] = ()) -> bool:
+        """Store terms; True if new, False if the identical terms were already stored. New terms are
+        queued for the members `share_with` in the same transaction (one disk sync per registration).
 
         Raises TermsConflict when the settlement id already holds different terms.
         """
         with self.engine.begin() as conn:
-            return self._insert_terms(conn, terms, now_ms)
+            new = self._insert_terms(conn, terms, now_ms)
+            if new:
+                self._enqueue(conn, share_with, "terms", {"terms": terms.to_dict()}, now_ms)
+            return new
 
     def add_terms_many(self, batch: Sequence[Terms], now_ms: int) -> list[bool | TermsConflict]:
         """add_terms for each of `batch` in ONE transaction (one fsync, not one per terms).
@@ -655,6 +659,13 @@ class NodeStore:
     # -- outbox (terms and reports shared with peers, retried until acknowledged) --------------------
 
     def enqueue(self, members: Iterable[int], kind: str, body: dict[str, Any], now_ms: int) -> None:
+        with self.engine.begin() as conn:
+            self._enqueue(conn, members, kind, body, now_ms)
+
+    @staticmethod
+    def _enqueue(
+        conn: Connection, members: Iterable[int], kind: str, body: dict[str, Any], now_ms: int
+    ) -> None:
         text = json.dumps(body, sort_keys=True)
         rows = [
             {
@@ -668,8 +679,7 @@ class NodeStore:
             for m in members
         ]
         if rows:
-            with self.engine.begin() as conn:
-                conn.execute(insert(outbox_table), rows)
+            conn.execute(insert(outbox_table), rows)
 
     def due_outbox(
         self, now_ms: int, *, per_kind: Mapping[str, int] | None = None, default_limit: int = 100

@@ -29,7 +29,9 @@ DatabaseUrl = Annotated[
 def serve(
     database_url: DatabaseUrl = None,
     host: Annotated[str | None, typer.Option(help="interface to bind (env CROSSDVP_PAYMENTS_HOST)")] = None,
-    port: Annotated[int, typer.Option(help="TCP port (env CROSSDVP_PAYMENTS_PORT)")] = 0,
+    port: Annotated[
+        int | None, typer.Option(help="TCP port (default: env CROSSDVP_PAYMENTS_PORT, else 8700)")
+    ] = None,
     ledger_id: Annotated[str | None, typer.Option(help="env CROSSDVP_PAYMENTS_LEDGER_ID")] = None,
     grace_s: Annotated[
         int | None, typer.Option(help="reclaim grace after the deadline (env CROSSDVP_PAYMENTS_GRACE_S)")
