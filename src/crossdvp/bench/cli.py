@@ -34,13 +34,13 @@ def bench(
             "on the first node count, e.g. 1,10,100,500 (one devnet each; default: none)"
         ),
     ] = "",
-    settlements: Annotated[int, typer.Option(help="DvPs in the end-to-end burst")] = 200,
+    settlements: Annotated[int, typer.Option(help="DvPs in the end-to-end burst")] = 500,
     paced_s: Annotated[
         float, typer.Option(help="seconds of paced load at half the burst rate (0: skip)")
     ] = 10.0,
     transfers: Annotated[int, typer.Option(help="ERC-20 transfers for each two-transfer ceiling")] = 2000,
     sweep_settlements: Annotated[int, typer.Option(help="settlements per batch size in the sweep")] = 500,
-    payments_holds: Annotated[int, typer.Option(help="holds per database in the ledger bench")] = 400,
+    payments_holds: Annotated[int, typer.Option(help="holds per database in the ledger bench")] = 1000,
     postgres_url: Annotated[
         str, typer.Option(help="PostgreSQL server (scratch databases are created and dropped)")
     ] = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres",

@@ -2,7 +2,7 @@
 
 - `sqlite_holds_per_s` / `postgres_holds_per_s`: holds placed and settled per second over HTTP
   (crossdvp.payments.bench: a real `crossdvp payments serve`, a few concurrent clients, one hold
-  per call, then settled by signed reports of 50; the ledger's balances and journal are checked
+  per call, then settled by signed reports of 100; the ledger's balances and journal are checked
   before a figure is printed);
 - `*_holds_batched_per_s`: the same with the holds placed through `POST /v1/holds/batch` (as the
   DvP bench places them), i.e. holds / (batch placement time + settlement time);
@@ -39,7 +39,7 @@ _TPS = re.compile(r"tps = ([0-9.]+) \(without initial connection time\)")
 class PaymentsFigures:
     sqlite_holds_per_s: float
     postgres_holds_per_s: float | None
-    # The same holds placed through the batch endpoint (100 per call) and settled by reports of 50.
+    # The same holds placed through the batch endpoint (100 per call) and settled by reports of 100.
     sqlite_holds_batched_per_s: float
     postgres_holds_batched_per_s: float | None
     pgbench_tps: float | None

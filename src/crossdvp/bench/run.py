@@ -59,11 +59,11 @@ class BenchOptions:
     batch_sizes: tuple[int, ...] = (1, 10, 100, 500)
     # End to end at these node report batch sizes too (one more devnet each, at the first node count).
     report_batch_sizes: tuple[int, ...] = ()
-    settlements: int = 200
+    settlements: int = 500  # a burst big enough to keep the pipeline (several blocks) full
     paced_s: float = 10.0
     transfers: int = 2000
     sweep_settlements: int = 500
-    payments_holds: int = 400
+    payments_holds: int = 1000
     payments_clients: int = 4
     postgres_url: str | None = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
     pgbench_s: int = 5

@@ -368,10 +368,12 @@ class Desk:
         delivered: dict[str, bool] = {}
         ledger_report = None
         if terms is not None:
-            ledger_report = self._ledger_report(terms, execution_id)
             for index, leg in enumerate(terms.legs):
                 status = self._leg_status(terms, index, leg)
                 legs.append(status)
+            # Read after the legs: the ledger stores a report in the transaction that settles its holds,
+            # so a hold seen settled above always has its report here (read first, it could be missed).
+            ledger_report = self._ledger_report(terms, execution_id)
             for network in sorted(terms.networks()):
                 on_network = [s for s in legs if s.network == network]
                 if decision is None:

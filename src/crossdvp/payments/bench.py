@@ -3,7 +3,7 @@
 For each backend it starts a real `crossdvp payments serve` process (through crossdvp.process), on a
 fresh SQLite file or a scratch PostgreSQL database (created and dropped), onboards a payer and a
 payee, then with a few concurrent clients: places N holds (one per settlement), and settles them
-with signed reports of up to 50 items. It checks the balances and the journal afterwards, so a
+with signed reports of up to 100 items. It checks the balances and the journal afterwards, so a
 figure is only printed for a run that left the ledger correct. A command that prints figures, not a test.
 """
 
