@@ -15,6 +15,7 @@ Every process is stopped by PID in `close()`, also when a test failed while node
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import re
@@ -38,7 +39,8 @@ from crossdvp.chaos.world import World
 from crossdvp.devnet import DevnetOptions, devnet_down, devnet_up
 from crossdvp.devnet.keyfiles import load_key, read_secret
 from crossdvp.oracle.consensus import leader_of, slot_of
-from crossdvp.payments.client import PaymentsClient
+from crossdvp.payments.client import PaymentsClient, ReportRecord
+from crossdvp.payments.errors import PaymentsApiError
 from crossdvp.process import stop_pid
 from crossdvp.settlement.report import decode_report, verify_report
 from crossdvp.settlement.terms import Leg, Terms
@@ -303,9 +305,24 @@ class DvpWorld:
             info = self.transmission(execution_id)
             if info.state is TransmissionState.SUCCEEDED:
                 executed += 1
-                stored = self.world.ledger.get_report(execution_id)
+                # Each network gets the report on its own: a settlement with no hold has nothing on the
+                # ledger to wait for, so the ledger's copy may still be on its way here.
+                stored = wait_for(
+                    f"the ledger stores report {execution_id}",
+                    functools.partial(self._ledger_report, execution_id),
+                    attempts=150,
+                )
                 assert sorted(stored.signers) == sorted(signers)
         assert executed >= 1, f"no report for the settlement was executed by the forwarder: {list(reports)}"
+
+    def _ledger_report(self, execution_id: str) -> ReportRecord | None:
+        """The ledger's stored copy of a report, or None while it has none (404)."""
+        try:
+            return self.world.ledger.get_report(execution_id)
+        except PaymentsApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
 
     def transmission(self, execution_id: str) -> TransmissionInfo:
         """The forwarder's record of delivering report `execution_id` to the escrow."""
