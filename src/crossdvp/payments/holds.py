@@ -36,13 +36,11 @@ __all__ = [
     "get_hold",
     "hold_from_row",
     "hold_id_for",
-    "hold_rows_for_settlement",
     "hold_rows_for_settlements",
     "list_holds",
     "place_hold",
     "place_holds",
     "reclaim",
-    "record_event",
     "record_events",
 ]
 
@@ -106,11 +104,6 @@ def _hold(row: Row[Any]) -> Hold:
 def hold_id_for(settlement_id: str, leg_index: int) -> str:
     """Holds are unique per (settlement, leg), as escrow locks are, so the id is derived from them."""
     return f"hold-{settlement_id.removeprefix('0x')}-{leg_index}"
-
-
-def record_event(tx: WriteTx, kind: str, hold_id: str, workflow_execution_id: str | None = None) -> int:
-    """Append a feed event stamped with this transaction's ledger time (inside the serialized write)."""
-    return record_events(tx, [(kind, hold_id, workflow_execution_id)])[0]
 
 
 def record_events(tx: WriteTx, new_events: Sequence[tuple[str, str, str | None]]) -> list[int]:
@@ -372,10 +365,6 @@ def reclaim(tx: WriteTx, principal: Principal, hold_id: str, *, grace_s: int) ->
         )
     finalize_hold(tx, row, "reclaimed", None)
     return _hold(tx.conn.execute(select(holds).where(holds.c.hold_id == hold_id)).one())
-
-
-def hold_rows_for_settlement(conn: Connection, settlement_id: str) -> Sequence[Row[Any]]:
-    return hold_rows_for_settlements(conn, [settlement_id])
 
 
 def hold_rows_for_settlements(conn: Connection, settlement_ids: Sequence[str]) -> Sequence[Row[Any]]:

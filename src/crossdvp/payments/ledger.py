@@ -35,13 +35,11 @@ from crossdvp.payments.holds import (
     get_hold,
     hold_from_row,
     hold_id_for,
-    hold_rows_for_settlement,
     hold_rows_for_settlements,
     list_holds,
     place_hold,
     place_holds,
     reclaim,
-    record_event,
 )
 
 __all__ = [
@@ -69,7 +67,6 @@ __all__ = [
     "get_participant",
     "hold_from_row",
     "hold_id_for",
-    "hold_rows_for_settlement",
     "hold_rows_for_settlements",
     "list_accounts",
     "list_holds",
@@ -78,7 +75,6 @@ __all__ = [
     "place_hold",
     "place_holds",
     "reclaim",
-    "record_event",
     "set_frozen",
     "statement",
 ]
