@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from crossdvp.oracle.errors import EquivocationRefused, TermsConflict
-from crossdvp.oracle.ports import Observed
+from crossdvp.oracle.ports import Observed, SignedReport
 from crossdvp.oracle.store import NodeStore
 from crossdvp.settlement.decision import LockObservation
 from crossdvp.settlement.report import ReportItem
-from crossdvp.settlement.terms import Decision
+from crossdvp.settlement.terms import Decision, Terms
 from tests.oracle.harness import CASH, dvp_terms
 
 
@@ -98,3 +99,64 @@ def test_terms_conflict(store: NodeStore) -> None:
     with pytest.raises(TermsConflict, match="new settlement id"):
         store.add_terms(dvp_terms("conflict", deadline_s=2_001), 2)
     assert [t.settlement_id for t in store.undecided_terms()] == [terms.settlement_id]
+
+
+def test_a_poll_stores_each_lock_fact_once_and_a_changed_field_is_a_new_fact(store: NodeStore) -> None:
+    a, b = _lock("bulk-a"), _lock("bulk-b")
+    moved = dataclasses.replace(a, locked_at_s=1_501)  # same lock, another block: a different fact
+    assert store.record_poll(Observed(CASH, (a, b, a), final_time_s=1_600, cursor="1"), now_ms=1) == 2
+    assert store.record_poll(Observed(CASH, (b, moved, a), final_time_s=1_600, cursor="2"), now_ms=2) == 1
+    assert store.locks_for_many([a.settlement_id, b.settlement_id]) == {
+        a.settlement_id: (a, moved),
+        b.settlement_id: (b,),
+    }
+
+
+def test_a_batch_of_decisions_keeps_the_first_one_per_settlement(store: NodeStore) -> None:
+    old, fresh = dvp_terms("batch-old", deadline_s=2_000), dvp_terms("batch-new", deadline_s=2_000)
+    stored, _ = store.record_decision(old, Decision.ABORT, 1_400, "deadline passed", 1)
+    results = store.record_decisions(
+        [
+            (old, Decision.SETTLE, 1_500, "all legs locked"),
+            (fresh, Decision.SETTLE, 1_500, "all legs locked"),
+            (fresh, Decision.ABORT, 1_600, "deadline passed"),
+        ],
+        now_ms=2,
+    )
+    assert [(d.decision, new) for d, new in results] == [
+        (Decision.ABORT, False),
+        (Decision.SETTLE, True),
+        (Decision.SETTLE, False),
+    ]
+    assert results[0][0] == stored
+    assert store.decisions_for([old.settlement_id, fresh.settlement_id]) == {
+        old.settlement_id: stored,
+        fresh.settlement_id: results[1][0],
+    }
+
+
+def test_terms_read_in_bulk_match_what_was_registered(store: NodeStore) -> None:
+    many = [dvp_terms(f"bulk-{i}", deadline_s=2_000 + i) for i in range(3)]
+    for i, terms in enumerate(many):
+        store.add_terms(terms, now_ms=100 + i)
+    ids = [t.settlement_id for t in many] + [b"\x07" * 32]  # one never registered
+    assert store.terms_many(ids) == {t.settlement_id: t for t in many}
+    assert store.terms_registered_ms_many(ids) == {t.settlement_id: 100 + i for i, t in enumerate(many)}
+    assert store.get_terms(b"\x07" * 32) is None
+
+
+def test_reports_for_many_finds_each_report_once_oldest_first(store: NodeStore) -> None:
+    x, y, z = (dvp_terms(f"rep-{c}", deadline_s=2_000) for c in "xyz")
+
+    def report(eid: int, *terms: Terms) -> SignedReport:
+        items = tuple(ReportItem(t.settlement_id, t.terms_hash, Decision.SETTLE) for t in terms)
+        return SignedReport(bytes([eid]) * 200, b"\x00" * 96, (b"\x01" * 65,), bytes([eid]) * 32, items)
+
+    first, second = report(1, x, y), report(2, y)
+    assert store.add_report(second, ["0xb"], [CASH], now_ms=20)
+    assert store.add_report(first, ["0xa"], [CASH], now_ms=10)
+    found = store.reports_for_many([x.settlement_id, y.settlement_id, z.settlement_id], limit=8)
+    assert [r.report.workflow_execution_id for r in found] == [b"\x01" * 32, b"\x02" * 32]
+    assert found[0].report.items == tuple(sorted(first.items, key=lambda i: i.settlement_id))
+    assert len(store.reports_for_many([y.settlement_id], limit=1)) == 1
+    assert store.reports_for_many([z.settlement_id], limit=8) == []

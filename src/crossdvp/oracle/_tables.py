@@ -17,6 +17,7 @@ from sqlalchemy import (
 )
 
 __all__ = [
+    "LOCK_FACT_COLUMNS",
     "decisions_table",
     "deliveries_table",
     "locks_table",
@@ -41,6 +42,20 @@ terms_table = Table(
     Column("registered_ms", BigInteger, nullable=False),
 )
 
+# The columns that identify one observed lock: the same fact seen again is not a new lock.
+LOCK_FACT_COLUMNS = (
+    "network",
+    "settlement_id",
+    "leg_index",
+    "terms_hash",
+    "asset",
+    "amount_minor",
+    "payer",
+    "payee",
+    "deadline_s",
+    "locked_at_s",
+)
+
 locks_table = Table(
     "locks",
     metadata,
@@ -55,19 +70,7 @@ locks_table = Table(
     Column("payee", String(200), nullable=False),
     Column("deadline_s", String(80), nullable=False),
     Column("locked_at_s", BigInteger, nullable=False),
-    UniqueConstraint(
-        "network",
-        "settlement_id",
-        "leg_index",
-        "terms_hash",
-        "asset",
-        "amount_minor",
-        "payer",
-        "payee",
-        "deadline_s",
-        "locked_at_s",
-        name="uq_lock_fact",
-    ),
+    UniqueConstraint(*LOCK_FACT_COLUMNS, name="uq_lock_fact"),
 )
 
 networks_table = Table(

@@ -63,6 +63,8 @@ log = logging.getLogger(__name__)
 #: Re-proposals within one round (each narrows the batch); more cannot help within one slot.
 MAX_PROPOSALS_PER_ROUND = 3
 MAX_REPORT_TIMESTAMP = 2**32 - 1
+#: Complete reports a follower sends back with its answer to a proposal (and a leader reads).
+_MAX_REPORTS_SHARED = 8
 
 
 def slot_of(now_ms: int, round_ms: int) -> int:
@@ -185,11 +187,8 @@ class Consensus:
         }
 
     def _known_reports(self, items: Sequence[ReportItem]) -> list[dict[str, Any]]:
-        seen: dict[bytes, dict[str, Any]] = {}
-        for item in items:
-            for stored in self._store.reports_for(item.settlement_id):
-                seen.setdefault(stored.report.workflow_execution_id, report_to_wire(stored.report))
-        return list(seen.values())[:8]
+        known = self._store.reports_for_many((i.settlement_id for i in items), limit=_MAX_REPORTS_SHARED)
+        return [report_to_wire(stored.report) for stored in known]
 
     def _byzantine_answer(self, items: Sequence[ReportItem]) -> dict[str, Any]:
         """TEST ONLY ([testing] byzantine): sign the opposite decisions, or random bytes."""
@@ -239,9 +238,10 @@ class Consensus:
         new = self._store.add_report(report, signers, self._report_networks(items), now)
         if new:
             self._metrics.reports.labels(source=source).inc()
+            registered_ms = self._store.terms_registered_ms_many(i.settlement_id for i in items)
             for item in items:
                 sid = hex32(item.settlement_id)
-                registered = self._store.terms_registered_ms(item.settlement_id)
+                registered = registered_ms.get(item.settlement_id)
                 if registered is not None:
                     self._metrics.decision_latency.observe(max(0, now - registered) / 1000)
                 log.info(
@@ -257,7 +257,7 @@ class Consensus:
     def _learn(self, wire_reports: object) -> None:
         if not isinstance(wire_reports, list):
             return
-        for wire in wire_reports[:8]:
+        for wire in wire_reports[:_MAX_REPORTS_SHARED]:
             try:
                 self.accept_report(report_from_wire(wire), source="learned")
             except PeerMessageRejected as exc:

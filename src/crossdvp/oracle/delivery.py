@@ -9,19 +9,22 @@ exponentially; a network that refuses the report for good (FAILED) is left to an
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Mapping
 
 from crossdvp.errors import CrossDvpError
 from crossdvp.oracle.metrics import NodeMetrics
 from crossdvp.oracle.ports import Deliverer, DeliveryState, DeliveryStatus
-from crossdvp.oracle.store import NodeStore, StoredDelivery, hex32
+from crossdvp.oracle.store import NodeStore, StoredDelivery, StoredReport, hex32
 
 __all__ = ["DeliveryScheduler", "rotation_position"]
 
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF_MS = 60_000
+#: Deliveries worked on at once by one tick (each is a few RPC calls, then perhaps a receipt wait).
+MAX_CONCURRENT = 16
 
 
 def rotation_position(execution_id: bytes, index: int, n: int) -> int:
@@ -55,31 +58,40 @@ class DeliveryScheduler:
         return min(MAX_BACKOFF_MS, self._recheck_ms << min(attempts, 10))
 
     async def tick(self) -> int:
-        """Work on every due delivery once; returns how many got confirmed."""
-        confirmed = 0
-        for due in self._store.due_deliveries(self._now_ms()):
-            try:
-                confirmed += await self._work(due)
-            except Exception as exc:  # a delivery failure of any kind is retried later, never fatal
-                retryable = isinstance(exc, CrossDvpError) and exc.retryable
-                kind = "delivery_retryable" if retryable else "delivery_error"
-                self._metrics.errors.labels(kind=kind).inc()
-                self._metrics.deliveries.labels(network=due.network, outcome="error").inc()
-                log.warning(
-                    "report %s to %s: %s (will retry)",
-                    hex32(due.execution_id),
-                    due.network,
-                    exc,
-                    extra={"execution_id": hex32(due.execution_id), "network": due.network},
-                )
-                self._store.postpone_delivery(
-                    due.execution_id,
-                    due.network,
-                    self._now_ms() + self._backoff(due.attempts),
-                    f"{type(exc).__name__}: {exc}"[:500],
-                    failed_attempt=True,
-                )
-        return confirmed
+        """Work on every due delivery once, up to MAX_CONCURRENT at a time; returns how many got
+        confirmed. Concurrently, because sending a report to a chain waits for its receipt (up to a
+        block): one at a time, each report's send waited for the previous report's block."""
+        limit = asyncio.Semaphore(MAX_CONCURRENT)
+
+        async def work(due: StoredDelivery) -> int:
+            async with limit:
+                return await self._attempt(due)
+
+        return sum(await asyncio.gather(*(work(d) for d in self._store.due_deliveries(self._now_ms()))))
+
+    async def _attempt(self, due: StoredDelivery) -> int:
+        try:
+            return await self._work(due)
+        except Exception as exc:  # a delivery failure of any kind is retried later, never fatal
+            retryable = isinstance(exc, CrossDvpError) and exc.retryable
+            kind = "delivery_retryable" if retryable else "delivery_error"
+            self._metrics.errors.labels(kind=kind).inc()
+            self._metrics.deliveries.labels(network=due.network, outcome="error").inc()
+            log.warning(
+                "report %s to %s: %s (will retry)",
+                hex32(due.execution_id),
+                due.network,
+                exc,
+                extra={"execution_id": hex32(due.execution_id), "network": due.network},
+            )
+            self._store.postpone_delivery(
+                due.execution_id,
+                due.network,
+                self._now_ms() + self._backoff(due.attempts),
+                f"{type(exc).__name__}: {exc}"[:500],
+                failed_attempt=True,
+            )
+            return 0
 
     async def _work(self, due: StoredDelivery) -> int:
         now = self._now_ms()
@@ -103,17 +115,19 @@ class DeliveryScheduler:
             status = await deliverer.deliver(stored.report)
             attempted = True
             self._metrics.deliveries.labels(network=due.network, outcome="sent").inc()
-        return self._record(due, status, attempted, stored.received_ms)
+        return self._record(due, status, attempted, stored)
 
-    def _record(self, due: StoredDelivery, status: DeliveryStatus, attempted: bool, received_ms: int) -> int:
+    def _record(
+        self, due: StoredDelivery, status: DeliveryStatus, attempted: bool, stored: StoredReport
+    ) -> int:
         now = self._now_ms()
+        received_ms = stored.received_ms
         status = DeliveryStatus(due.network, status.state, status.reference, status.detail)
         next_check = now + self._backoff(due.attempts)
         self._store.update_delivery(
             due.execution_id, status, next_check_ms=next_check, now_ms=now, attempted=attempted
         )
-        report = self._store.report(due.execution_id)
-        sids = [hex32(i.settlement_id) for i in report.report.items] if report else []
+        sids = [hex32(i.settlement_id) for i in stored.report.items]
         if status.state is DeliveryState.DELIVERED:
             self._metrics.deliveries.labels(network=due.network, outcome="delivered").inc()
             self._metrics.delivery_latency.observe(max(0, now - received_ms) / 1000)

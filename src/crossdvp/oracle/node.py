@@ -155,10 +155,8 @@ class Node:
     def _report_networks(self, items: Sequence[ReportItem]) -> set[str]:
         """The networks a report must reach: those of its items' legs (all networks if none is known)."""
         networks: set[str] = set()
-        for item in items:
-            terms = self.store.get_terms(item.settlement_id)
-            if terms is not None:
-                networks |= set(terms.networks())
+        for terms in self.store.terms_many(i.settlement_id for i in items).values():
+            networks |= set(terms.networks())
         return networks or set(self._deliverers)
 
     # -- terms -------------------------------------------------------------------------------------

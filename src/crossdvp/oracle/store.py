@@ -32,6 +32,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import make_url
 
 from crossdvp.oracle._tables import (
+    LOCK_FACT_COLUMNS,
     decisions_table,
     deliveries_table,
     locks_table,
@@ -62,6 +63,8 @@ __all__ = [
 
 # Ids per `IN (...)` query: well under SQLite's bound-parameter limit.
 _IN_CHUNK = 500
+# Parsed terms kept in memory: well above the settlements in flight at once.
+_TERMS_CACHE_SIZE = 20_000
 
 
 def hex32(value: bytes) -> str:
@@ -145,7 +148,7 @@ class NodeStore:
         if parsed.get_backend_name() == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         metadata.create_all(self.engine)
-        self._undecided: dict[str, Terms] = {}
+        self._terms_cache: dict[str, Terms] = {}  # settlement id -> parsed terms, insertion order
 
     def close(self) -> None:
         self.engine.dispose()
@@ -202,18 +205,46 @@ class NodeStore:
         return True
 
     def get_terms(self, settlement_id: bytes) -> Terms | None:
-        with self.engine.connect() as conn:
-            row = conn.execute(
-                select(terms_table.c.terms_json).where(terms_table.c.settlement_id == hex32(settlement_id))
-            ).first()
-        return None if row is None else Terms.from_dict(json.loads(row.terms_json))
+        return self.terms_many([settlement_id]).get(settlement_id)
+
+    def terms_many(self, settlement_ids: Iterable[bytes]) -> dict[bytes, Terms]:
+        """The stored terms of each settlement (one query per 500 ids; unknown ids are absent)."""
+        return {sid: terms for sid, (terms, _) in self._terms_rows(settlement_ids).items()}
 
     def terms_registered_ms(self, settlement_id: bytes) -> int | None:
+        return self.terms_registered_ms_many([settlement_id]).get(settlement_id)
+
+    def terms_registered_ms_many(self, settlement_ids: Iterable[bytes]) -> dict[bytes, int]:
+        """When each settlement's terms were registered here (unknown ids are absent)."""
+        return {sid: registered for sid, (_, registered) in self._terms_rows(settlement_ids).items()}
+
+    def _terms_rows(self, settlement_ids: Iterable[bytes]) -> dict[bytes, tuple[Terms, int]]:
+        ids = sorted({hex32(s) for s in settlement_ids})
+        found: dict[bytes, tuple[Terms, int]] = {}
         with self.engine.connect() as conn:
-            row = conn.execute(
-                select(terms_table.c.registered_ms).where(terms_table.c.settlement_id == hex32(settlement_id))
-            ).first()
-        return None if row is None else int(row.registered_ms)
+            for start in range(0, len(ids), _IN_CHUNK):
+                rows = conn.execute(
+                    select(
+                        terms_table.c.settlement_id, terms_table.c.terms_json, terms_table.c.registered_ms
+                    ).where(terms_table.c.settlement_id.in_(ids[start : start + _IN_CHUNK]))
+                ).all()
+                for row in rows:
+                    found[_bytes(row.settlement_id)] = (
+                        self._parsed_terms(row.settlement_id, row.terms_json),
+                        int(row.registered_ms),
+                    )
+        return found
+
+    def _parsed_terms(self, settlement_id: str, terms_json: str) -> Terms:
+        """Terms never change once stored, so each is parsed (and its hash computed) once; the cache
+        is bounded, and a miss only costs the parse."""
+        terms = self._terms_cache.get(settlement_id)
+        if terms is None:
+            terms = Terms.from_dict(json.loads(terms_json))
+            if len(self._terms_cache) >= _TERMS_CACHE_SIZE:
+                self._terms_cache.pop(next(iter(self._terms_cache)))  # the oldest entry
+            self._terms_cache[settlement_id] = terms
+        return terms
 
     def list_terms(self, *, limit: int = 100, after: bytes | None = None) -> list[Terms]:
         query = select(terms_table.c.terms_json).order_by(terms_table.c.settlement_id).limit(limit)
@@ -223,8 +254,8 @@ class NodeStore:
             return [Terms.from_dict(json.loads(r.terms_json)) for r in conn.execute(query)]
 
     def undecided_terms(self) -> list[Terms]:
-        """Registered settlements without a decision, by id. Terms never change once stored, so each
-        is parsed once and kept while undecided (the decision rule asks for these on every poll)."""
+        """Registered settlements without a decision, by id (the decision rule asks on every poll;
+        each is parsed once, see `_parsed_terms`)."""
         query = (
             select(terms_table.c.settlement_id, terms_table.c.terms_json)
             .outerjoin(decisions_table, decisions_table.c.settlement_id == terms_table.c.settlement_id)
@@ -233,12 +264,7 @@ class NodeStore:
         )
         with self.engine.connect() as conn:
             rows = conn.execute(query).all()
-        parsed: dict[str, Terms] = {}
-        for row in rows:
-            terms = self._undecided.get(row.settlement_id)
-            parsed[row.settlement_id] = terms or Terms.from_dict(json.loads(row.terms_json))
-        self._undecided = parsed  # only the still undecided are kept
-        return list(parsed.values())
+        return [self._parsed_terms(row.settlement_id, row.terms_json) for row in rows]
 
     # -- observations -------------------------------------------------------------------------------
 
@@ -259,10 +285,8 @@ class NodeStore:
 
         The final time never moves backwards (an observer glitch must not un-finalize time).
         """
-        new = 0
         with self.engine.begin() as conn:
-            for lock in observed.locks:
-                new += self._insert_lock(conn, lock)
+            new = self._insert_locks(conn, observed.locks)
             row = conn.execute(
                 select(networks_table.c.final_time_s).where(networks_table.c.network == observed.network)
             ).first()
@@ -288,26 +312,44 @@ class NodeStore:
         return new
 
     @staticmethod
-    def _insert_lock(conn: Connection, lock: LockObservation) -> int:
-        values = {
-            "network": lock.network,
-            "settlement_id": hex32(lock.settlement_id),
-            "leg_index": lock.leg_index,
-            "terms_hash": hex32(lock.terms_hash),
-            "asset": lock.asset,
-            "amount_minor": str(lock.amount_minor),
-            "payer": lock.payer,
-            "payee": lock.payee,
-            "deadline_s": str(lock.deadline_s),
-            "locked_at_s": lock.locked_at_s,
-        }
-        exists = conn.execute(
-            select(locks_table.c.id).where(*(locks_table.c[k] == v for k, v in values.items()))
-        ).first()
-        if exists is not None:  # the same fact seen again (a re-poll after a crash): idempotent
+    def _insert_locks(conn: Connection, locks: Sequence[LockObservation]) -> int:
+        """Insert the locks not stored yet (the same fact seen again, e.g. a re-poll after a crash, is
+        idempotent); returns how many were new. One query for what is stored, one executemany."""
+        rows = [
+            {
+                "network": lock.network,
+                "settlement_id": hex32(lock.settlement_id),
+                "leg_index": lock.leg_index,
+                "terms_hash": hex32(lock.terms_hash),
+                "asset": lock.asset,
+                "amount_minor": str(lock.amount_minor),
+                "payer": lock.payer,
+                "payee": lock.payee,
+                "deadline_s": str(lock.deadline_s),
+                "locked_at_s": lock.locked_at_s,
+            }
+            for lock in locks
+        ]
+        if not rows:
             return 0
-        conn.execute(insert(locks_table).values(**values))
-        return 1
+        ids = sorted({hex32(lock.settlement_id) for lock in locks})
+        known: set[tuple[Any, ...]] = set()
+        for start in range(0, len(ids), _IN_CHUNK):
+            stored = conn.execute(
+                select(*(locks_table.c[name] for name in LOCK_FACT_COLUMNS)).where(
+                    locks_table.c.settlement_id.in_(ids[start : start + _IN_CHUNK])
+                )
+            )
+            known.update(tuple(r) for r in stored)
+        fresh: list[dict[str, Any]] = []
+        for row in rows:
+            fact = tuple(row[name] for name in LOCK_FACT_COLUMNS)
+            if fact not in known:
+                known.add(fact)  # a poll that lists the same lock twice stores it once
+                fresh.append(row)
+        if fresh:
+            conn.execute(insert(locks_table), fresh)
+        return len(fresh)
 
     def locks_for(self, settlement_id: bytes) -> tuple[LockObservation, ...]:
         return self.locks_for_many([settlement_id]).get(settlement_id, ())
@@ -374,28 +416,38 @@ class NodeStore:
             raise ValueError("PENDING is not a decision and is never stored")
         results: list[tuple[StoredDecision, bool]] = []
         with self.engine.begin() as conn:
-            for terms, decision, decided_at_s, reason in batch:
-                sid = hex32(terms.settlement_id)
-                row = conn.execute(
-                    select(decisions_table).where(decisions_table.c.settlement_id == sid)
-                ).first()
-                if row is not None:
-                    results.append((self._decision(row), False))
-                    continue
-                conn.execute(
-                    insert(decisions_table).values(
-                        settlement_id=sid,
-                        decision=int(decision),
-                        decided_at_s=decided_at_s,
-                        terms_hash=hex32(terms.terms_hash),
-                        reason=reason,
-                        recorded_ms=now_ms,
+            ids = sorted({hex32(terms.settlement_id) for terms, _, _, _ in batch})
+            stored: dict[bytes, StoredDecision] = {}
+            for start in range(0, len(ids), _IN_CHUNK):
+                rows = conn.execute(
+                    select(decisions_table).where(
+                        decisions_table.c.settlement_id.in_(ids[start : start + _IN_CHUNK])
                     )
                 )
-                stored = StoredDecision(
+                stored.update((d.settlement_id, d) for d in map(self._decision, rows))
+            fresh: list[dict[str, Any]] = []
+            for terms, decision, decided_at_s, reason in batch:
+                existing = stored.get(terms.settlement_id)
+                if existing is not None:  # stored before, or earlier in this batch: never replaced
+                    results.append((existing, False))
+                    continue
+                new = StoredDecision(
                     terms.settlement_id, decision, decided_at_s, terms.terms_hash, reason, now_ms
                 )
-                results.append((stored, True))
+                stored[terms.settlement_id] = new
+                fresh.append(
+                    {
+                        "settlement_id": hex32(terms.settlement_id),
+                        "decision": int(decision),
+                        "decided_at_s": decided_at_s,
+                        "terms_hash": hex32(terms.terms_hash),
+                        "reason": reason,
+                        "recorded_ms": now_ms,
+                    }
+                )
+                results.append((new, True))
+            if fresh:
+                conn.execute(insert(decisions_table), fresh)
         return results
 
     def decision(self, settlement_id: bytes) -> StoredDecision | None:
@@ -571,6 +623,29 @@ class NodeStore:
                 select(reports_table)
                 .where(reports_table.c.execution_id.in_(ids))
                 .order_by(reports_table.c.received_ms)
+            ).all()
+            return [self._stored_report(r, conn) for r in rows]
+
+    def reports_for_many(self, settlement_ids: Iterable[bytes], *, limit: int) -> list[StoredReport]:
+        """Up to `limit` complete reports carrying any of the settlements, oldest first."""
+        ids = sorted({hex32(s) for s in settlement_ids})
+        execution_ids: set[str] = set()
+        with self.engine.connect() as conn:
+            for start in range(0, len(ids), _IN_CHUNK):
+                execution_ids.update(
+                    conn.execute(
+                        select(report_items_table.c.execution_id)
+                        .where(report_items_table.c.settlement_id.in_(ids[start : start + _IN_CHUNK]))
+                        .distinct()
+                    ).scalars()
+                )
+            if not execution_ids:
+                return []
+            rows = conn.execute(
+                select(reports_table)
+                .where(reports_table.c.execution_id.in_(sorted(execution_ids)[:_IN_CHUNK]))
+                .order_by(reports_table.c.received_ms, reports_table.c.execution_id)
+                .limit(limit)
             ).all()
             return [self._stored_report(r, conn) for r in rows]
 
