@@ -28,10 +28,16 @@ import {IERC165} from "@openzeppelin/contracts@5.0.2/utils/introspection/IERC165
 /// Tokens: any ERC-20 that moves exactly the amount asked (no transfer fees or rebasing); tokens
 /// that return nothing from transfer are accepted, as SafeERC20 does.
 ///
-/// @dev Storage per lock is four slots (token|amount, locker|deadline|state, payee, termsHash) and one
-/// bitmask per settlement naming its locked leg indices, so a report item finds every lock of its
-/// settlement without a list. A lock reaching a final state keeps its state byte and payee; the
-/// token|amount and termsHash slots are cleared for the gas refund (the events carry the history).
+/// @dev Storage per lock is four slots (token|amount, locker|deadline|state, payee, termsHash). A
+/// report item finds every lock of its settlement without a list, through a bitmask of its locked leg
+/// indices. The bits for legs 0..94 live in the otherwise unused upper 96 bits of leg 0's payee slot
+/// (bit 160 + k: leg k was locked; bit 255: some leg >= 95 was locked), so the common settlement,
+/// one chain lock at leg 0, pays for no slot beyond its lock's four. Legs 95..255 have their bits in
+/// a separate per-settlement overflow slot, written and read only when bit 255 says so. Every read of
+/// a payee masks the slot to 160 bits; a lock at leg k != 0 before leg 0 writes leg 0's payee slot
+/// with mask bits only (its state stays None, its payee reads as zero). A lock reaching a final state
+/// keeps its state byte and payee slot (which also keeps the mask); the token|amount and termsHash
+/// slots are cleared for the gas refund (the events carry the history).
 contract DvPEscrow is IReceiver {
   using SafeERC20 for IERC20;
 
@@ -58,7 +64,9 @@ contract DvPEscrow is IReceiver {
   }
 
   /// @dev Field order is the storage packing: slot 0 token|amount, slot 1 locker|deadline|state,
-  /// slot 2 payee, slot 3 termsHash.
+  /// slot 2 payee (low 160 bits; leg 0's upper 96 bits are the settlement's inline leg mask, see
+  /// `_INLINE_LEGS`), slot 3 termsHash. The contract never touches `payee` as a Solidity field:
+  /// slot 2 is written whole by `_lock`/`_markLocked` and read through `_payeeOf` (masked).
   struct Lock {
     address token;
     uint96 amount;
@@ -70,7 +78,9 @@ contract DvPEscrow is IReceiver {
   }
 
   struct Settlement {
-    uint256 legMask; // bit i set <=> legs[i] was ever locked
+    // Bit i set <=> legs[i] was ever locked, for i >= _INLINE_LEGS only (lower legs have their bit
+    // in legs[0]'s payee slot); read only when that slot's _OVERFLOW_FLAG is set.
+    uint256 overflowMask;
     Lock[256] legs;
   }
 
@@ -81,6 +91,12 @@ contract DvPEscrow is IReceiver {
   uint8 private constant _SKIP_FINAL = 2;
   uint8 private constant _SKIP_TERMS_MISMATCH = 3;
   uint8 private constant _SKIP_INVALID_DECISION = 4;
+
+  /// @dev Legs 0.._INLINE_LEGS-1 have their "ever locked" bit at 160 + leg in legs[0]'s payee slot
+  /// (bits 160..254); bit 255 (_OVERFLOW_FLAG) says some higher leg has its bit in `overflowMask`.
+  uint256 private constant _INLINE_LEGS = 95;
+  uint256 private constant _INLINE_SHIFT = 160;
+  uint256 private constant _OVERFLOW_FLAG = uint256(1) << 255;
 
   /// @dev What KeystoneForwarder passes as metadata: rawReport[45:109] =
   /// workflow_cid(32) | workflow_name(10) | workflow_owner(20) | report_id(2).
@@ -227,10 +243,35 @@ contract DvPEscrow is IReceiver {
     if (payee == address(0) || _refuses(token, payee, amount)) revert PayeeRefused(token, payee);
 
     // Effects before the pull: a token re-entering `lock` finds the lock taken.
-    _store(l, token, amount, msg.sender, deadline, LockState.Locked, payee, termsHash);
-    st.legMask |= uint256(1) << legIndex;
+    uint256 payeeWord = uint160(payee);
+    if (legIndex == 0) {
+      // Leg 0's payee slot is also the inline mask: keep the bits of legs locked before it, add its
+      // own, and write the slot once. Its payee bits are zero here (state None: never locked).
+      payeeWord |= _slotAt(l, 2) | (uint256(1) << _INLINE_SHIFT);
+    } else {
+      _markLocked(st, legIndex);
+    }
+    _store(l, token, amount, msg.sender, deadline, LockState.Locked, payeeWord, termsHash);
     emit Locked(settlementId, legIndex, token, msg.sender, payee, amount, deadline, termsHash);
     _pull(token, msg.sender, amount);
+  }
+
+  /// @dev Records leg `legIndex` (not 0: leg 0 sets its bit with its own payee write) in the
+  /// settlement's leg mask: its inline bit in legs[0]'s payee slot (payee bits untouched), or for a
+  /// high leg the overflow flag there and its bit in `overflowMask`.
+  function _markLocked(Settlement storage st, uint8 legIndex) private {
+    uint256 bit;
+    if (legIndex < _INLINE_LEGS) {
+      bit = uint256(1) << (_INLINE_SHIFT + legIndex);
+    } else {
+      bit = _OVERFLOW_FLAG;
+      st.overflowMask |= uint256(1) << legIndex;
+    }
+    Lock storage head = st.legs[0];
+    assembly ("memory-safe") {
+      let s := add(head.slot, 2)
+      sstore(s, or(sload(s), bit))
+    }
   }
 
   /// @dev transferFrom(from, escrow, amount) that bubbles the token's own revert (so a caller sees
@@ -334,7 +375,9 @@ contract DvPEscrow is IReceiver {
       return;
     }
     Settlement storage st = _settlements[settlementId];
-    uint256 mask = st.legMask;
+    // Bits 0..94: legs 0..94; bit 95: the overflow flag (some leg >= 95 was locked). Leg 0's payee
+    // slot, read here, is warm when leg 0 is paid out.
+    uint256 mask = _slotAt(st.legs[0], 2) >> _INLINE_SHIFT;
     if (mask == 0) {
       emit ItemSkipped(settlementId, termsHash, decision, _SKIP_UNKNOWN);
       return;
@@ -350,6 +393,9 @@ contract DvPEscrow is IReceiver {
         }
         continue;
       }
+      // Reaching leg 95 on the inline mask means its only bit left is the overflow flag (a skip of
+      // 8 can never step over it): the overflow mask takes over, its bit for leg 95 now the lowest.
+      if (leg == _INLINE_LEGS) mask = st.overflowMask >> _INLINE_LEGS;
       if (mask & 1 != 0) {
         Lock storage l = st.legs[leg];
         uint256 meta = _slotAt(l, 1); // locker | deadline | state, read once
@@ -385,14 +431,15 @@ contract DvPEscrow is IReceiver {
     uint256 head = _slotAt(l, 0); // token | amount
     address token = address(uint160(head));
     uint256 amount = head >> 160;
-    address to = settle ? address(uint160(_slotAt(l, 2))) : address(uint160(meta));
+    address to = settle ? _payeeOf(l) : address(uint160(meta));
 
     _finalize(l, settle ? LockState.Settled : LockState.Aborted);
     if (_tryTransfer(token, to, amount)) {
       if (settle) emit Settled(settlementId, leg, to, amount);
       else emit Aborted(settlementId, leg, to, amount);
     } else {
-      // Restore what _finalize cleared (it leaves the payee slot alone), now as owed.
+      // Restore what _finalize cleared, now as owed. Slot 2 (payee, and for leg 0 the settlement's
+      // inline mask) was never cleared and is not written here.
       uint256 owed = uint256(settle ? LockState.SettleOwed : LockState.AbortOwed);
       assembly ("memory-safe") {
         let s := l.slot
@@ -404,12 +451,18 @@ contract DvPEscrow is IReceiver {
     }
   }
 
-  /// @dev The raw word at slot `offset` of a lock (0 token|amount, 1 locker|deadline|state, 2 payee,
-  /// 3 termsHash): one SLOAD where Solidity would load a packed slot once per field.
+  /// @dev The raw word at slot `offset` of a lock (0 token|amount, 1 locker|deadline|state, 2 payee
+  /// with leg 0's mask bits above it, 3 termsHash): one SLOAD where Solidity would load a packed slot
+  /// once per field.
   function _slotAt(Lock storage l, uint256 offset) private view returns (uint256 word) {
     assembly ("memory-safe") {
       word := sload(add(l.slot, offset))
     }
+  }
+
+  /// @dev A lock's payee: slot 2 masked to 160 bits (leg 0's upper bits are the settlement's mask).
+  function _payeeOf(Lock storage l) private view returns (address) {
+    return address(uint160(_slotAt(l, 2)));
   }
 
   /// @dev ERC-20 transfer that reports failure instead of reverting (reverts, returns false, or
@@ -432,7 +485,8 @@ contract DvPEscrow is IReceiver {
   }
 
   /// @dev Writes all four slots of a lock at once (one SSTORE per slot; Solidity's field-by-field
-  /// struct assignment re-reads and re-writes the packed slots).
+  /// struct assignment re-reads and re-writes the packed slots). `payeeWord` is slot 2 as a whole:
+  /// the payee, and for leg 0 the mask bits the caller has already merged in.
   function _store(
     Lock storage l,
     address token,
@@ -440,7 +494,7 @@ contract DvPEscrow is IReceiver {
     address locker,
     uint64 deadline,
     LockState state,
-    address payee,
+    uint256 payeeWord,
     bytes32 termsHash
   ) private {
     assembly ("memory-safe") {
@@ -449,7 +503,7 @@ contract DvPEscrow is IReceiver {
       sstore(s, or(and(token, addrMask), shl(160, and(amount, sub(shl(96, 1), 1)))))
       let deadlineBits := shl(160, and(deadline, 0xffffffffffffffff))
       sstore(add(s, 1), or(and(locker, addrMask), or(deadlineBits, shl(224, state))))
-      sstore(add(s, 2), and(payee, addrMask))
+      sstore(add(s, 2), payeeWord)
       sstore(add(s, 3), termsHash)
     }
   }
@@ -457,7 +511,8 @@ contract DvPEscrow is IReceiver {
   /// @dev A final lock keeps its state byte (so it can never be locked or paid again) and frees
   /// what no one will read again, for the gas refund. Measured: clearing token|amount and termsHash
   /// (two slots already read) is the cheapest choice at batch 100, where the refund cap (1/5 of the
-  /// gas used) binds; clearing the payee slot too costs more than it returns.
+  /// gas used) binds; clearing the payee slot too costs more than it returns. The payee slot must
+  /// stay anyway: leg 0's carries the settlement's leg mask, which later items still walk.
   function _finalize(Lock storage l, LockState finalState) private {
     assembly ("memory-safe") {
       let s := l.slot
@@ -481,7 +536,7 @@ contract DvPEscrow is IReceiver {
     address to;
     LockState finalState;
     if (state == LockState.SettleOwed) {
-      to = l.payee;
+      to = _payeeOf(l);
       finalState = LockState.Settled;
     } else if (state == LockState.AbortOwed) {
       to = l.locker;
@@ -523,7 +578,7 @@ contract DvPEscrow is IReceiver {
   /// @notice A lock's fields and state (state None: never locked).
   function getLock(bytes32 settlementId, uint8 legIndex) external view returns (LockView memory) {
     Lock storage l = _settlements[settlementId].legs[legIndex];
-    return LockView(l.token, l.amount, l.locker, l.deadline, l.state, l.payee, l.termsHash);
+    return LockView(l.token, l.amount, l.locker, l.deadline, l.state, _payeeOf(l), l.termsHash);
   }
 
   /// @notice ERC-165: IReceiver (so the forwarder routes reports here) and IERC165.

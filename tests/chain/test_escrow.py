@@ -4,7 +4,7 @@ custom error name. "Nothing moved" is always checked on balances, not only on ev
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import pytest
 from eth_abi.abi import encode
@@ -545,3 +545,216 @@ def test_reclaim_after_settle_or_of_nothing_is_refused(world: World) -> None:
     error = _reverts("NotReclaimable", lambda: escrow.reclaim(world.seller, sid, 0))
     assert error.error_args == (LockState.SETTLED,)
     assert world.holdings() == before
+
+
+# -- the leg mask: inline in leg 0's payee slot, overflow slot for legs >= 95 ---------------------
+# Leg 0's payee slot also holds the settlement's "ever locked" bits for legs 0..94 (and a flag for
+# the overflow slot): these tests lock legs in the orders that would expose a packing mistake
+# (a payee clobbered by mask bits, mask bits clobbered by a payee write, a lost overflow leg).
+
+
+def _kyc_payees(world: World, label: str, count: int) -> list[str]:
+    """`count` distinct KYC'd payees holding nothing (full 160-bit addresses, derived from `label`)."""
+    payees = [f"0x{keccak(text=f'{label}: payee {i}')[-20:].hex()}" for i in range(count)]
+    world.net.registry.set_allowed_batch(world.admin, payees)
+    return payees
+
+
+def _settled(receipt_events: Sequence[object]) -> list[tuple[int, str, int]]:
+    return [(e.leg_index, e.payee, e.amount) for e in receipt_events if isinstance(e, SettledEvent)]
+
+
+def _skips(receipt_events: Sequence[object]) -> list[SkipReason]:
+    return [e.reason for e in receipt_events if isinstance(e, ItemSkippedEvent)]
+
+
+def test_a_leg_locked_before_leg_0_keeps_its_bit_and_both_are_paid_to_their_payees(world: World) -> None:
+    """Leg 1 first writes leg 0's payee slot with its mask bit only; leg 0's own lock then adds its
+    payee without losing that bit, and one SETTLE item pays each leg to its own payee."""
+    terms = world.terms(settlement_id("leg 1 before leg 0"))
+    escrow, sid, th, deadline = world.net.escrow, terms.settlement_id, terms.terms_hash, terms.deadline_s
+    (payee1,) = _kyc_payees(world, "leg 1 before leg 0", 1)
+    payee0 = world.buyer.address
+    escrow.lock(world.seller, sid, 1, world.token, 2 * ONE_SHARE, payee1, deadline, th)
+    leg0 = world.lock_view(sid, 0)
+    assert (leg0.state, leg0.payee, leg0.token, leg0.amount) == (LockState.NONE, ZERO, ZERO, 0)
+    escrow.lock(world.seller, sid, 0, world.token, ONE_SHARE, payee0, deadline, th)
+    assert [(world.lock_view(sid, i).state, world.lock_view(sid, i).payee) for i in (0, 1)] == [
+        (LockState.LOCKED, payee0),
+        (LockState.LOCKED, payee1),
+    ]
+
+    def relock(leg: int) -> Callable[[], object]:
+        return lambda: escrow.lock(
+            world.seller, sid, leg, world.token, ONE_SHARE, payee0, deadline, th, gas=400_000
+        )
+
+    for leg in (0, 1):
+        assert _reverts("LockExists", relock(leg)).error_args == (sid, leg)
+    before = world.balances(payee0, payee1, world.escrow)
+    receipt = world.deliver([item(terms, Decision.SETTLE)])
+    assert world.balances(payee0, payee1, world.escrow) == (
+        before[0] + ONE_SHARE,
+        before[1] + 2 * ONE_SHARE,
+        before[2] - 3 * ONE_SHARE,
+    )
+    events = escrow.events_in(receipt)
+    assert _settled(events) == [(0, payee0, ONE_SHARE), (1, payee1, 2 * ONE_SHARE)]
+    assert _skips(events) == []
+    assert [(world.lock_view(sid, i).state, world.lock_view(sid, i).payee) for i in (0, 1)] == [
+        (LockState.SETTLED, payee0),
+        (LockState.SETTLED, payee1),
+    ]
+
+
+@pytest.mark.parametrize(
+    "legs",
+    [
+        pytest.param((0, 200), id="leg0-then-200"),
+        pytest.param((200, 0), id="leg200-then-0"),
+        pytest.param((255, 95, 94), id="boundary-without-leg0"),
+    ],
+)
+def test_legs_beyond_the_inline_mask_settle_through_the_overflow_mask(
+    world: World, legs: tuple[int, ...]
+) -> None:
+    terms = world.terms(settlement_id(f"overflow {legs}"))
+    escrow, sid, th, deadline = world.net.escrow, terms.settlement_id, terms.terms_hash, terms.deadline_s
+    payees = dict(zip(legs, _kyc_payees(world, f"overflow {legs}", len(legs)), strict=True))
+    amounts = {leg: (i + 1) * ONE_SHARE for i, leg in enumerate(legs)}
+    for leg in legs:
+        escrow.lock(world.seller, sid, leg, world.token, amounts[leg], payees[leg], deadline, th)
+    before = {leg: world.net.token.balance_of(payees[leg]) for leg in legs}
+    receipt = world.deliver([item(terms, Decision.SETTLE)])
+    events = escrow.events_in(receipt)
+    assert _settled(events) == [(leg, payees[leg], amounts[leg]) for leg in sorted(legs)]
+    assert _skips(events) == []
+    for leg in legs:
+        assert world.net.token.balance_of(payees[leg]) == before[leg] + amounts[leg]
+        view = world.lock_view(sid, leg)
+        assert (view.state, view.payee) == (LockState.SETTLED, payees[leg])
+    if 0 not in legs:
+        leg0 = world.lock_view(sid, 0)
+        assert (leg0.state, leg0.payee) == (LockState.NONE, ZERO)
+    # The mask outlives the payouts: a later item finds every lock final, not an unknown settlement.
+    # (ABORT: the same SETTLE payload again would be the same forwarder transmission.)
+    again = world.deliver([item(terms, Decision.ABORT)])
+    assert _skips(escrow.events_in(again)) == [SkipReason.ALREADY_FINAL]
+
+
+def test_a_settlement_locked_only_at_leg_3_reads_leg_0_as_never_locked_and_settles_leg_3(
+    world: World,
+) -> None:
+    terms = world.terms(settlement_id("only leg 3"))
+    escrow, sid, th, deadline = world.net.escrow, terms.settlement_id, terms.terms_hash, terms.deadline_s
+    escrow.lock(world.seller, sid, 3, world.token, 2 * ONE_SHARE, world.buyer.address, deadline, th)
+    never = (ZERO, 0, ZERO, 0, LockState.NONE, ZERO, bytes(32))
+
+    def leg0_fields() -> tuple[object, ...]:
+        v = world.lock_view(sid, 0)
+        return (v.token, v.amount, v.locker, v.deadline_s, v.state, v.payee, v.terms_hash)
+
+    assert leg0_fields() == never
+    _reverts("NothingOwed", lambda: escrow.claim(world.stranger, sid, 0))
+    _reverts("NotReclaimable", lambda: escrow.reclaim(world.seller, sid, 0))
+    seller, buyer, held = world.holdings()
+    receipt = world.deliver([item(terms, Decision.SETTLE)])
+    assert world.holdings() == (seller, buyer + 2 * ONE_SHARE, held - 2 * ONE_SHARE)
+    events = escrow.events_in(receipt)
+    assert _settled(events) == [(3, world.buyer.address, 2 * ONE_SHARE)]
+    assert _skips(events) == []
+    assert world.lock_view(sid, 3).state == LockState.SETTLED
+    assert leg0_fields() == never
+    again = world.deliver([item(terms, Decision.ABORT)])
+    assert _skips(escrow.events_in(again)) == [SkipReason.ALREADY_FINAL]
+    # Leg 0 can still be locked (its slot held only mask bits), and the next item pays it. Its own
+    # terms hash keeps the report distinct from the first (same payload, same transmission id).
+    th0 = keccak(b"only leg 3: later terms for leg 0")
+    escrow.lock(world.seller, sid, 0, world.token, ONE_SHARE, world.buyer.address, deadline, th0)
+    leg0 = world.lock_view(sid, 0)
+    assert (leg0.state, leg0.payee, leg0.amount) == (LockState.LOCKED, world.buyer.address, ONE_SHARE)
+    late = world.deliver([ReportItem(sid, th0, Decision.SETTLE)])
+    assert _settled(escrow.events_in(late)) == [(0, world.buyer.address, ONE_SHARE)]
+    assert _skips(escrow.events_in(late)) == []
+
+
+def test_abort_and_terms_mismatch_with_inline_masks(world: World) -> None:
+    """Leg 2 names other terms and is locked first; legs 0 and 1 name the item's terms. ABORT
+    refunds legs 0 and 1 and reports the mismatch of leg 2, which stays Locked until an item with
+    its own terms settles it; an unknown settlement in the same batch is skipped as unknown."""
+    terms = world.terms(settlement_id("inline abort and mismatch"))
+    escrow, sid, th, deadline = world.net.escrow, terms.settlement_id, terms.terms_hash, terms.deadline_s
+    other = keccak(b"other terms for leg 2")
+    (payee2,) = _kyc_payees(world, "inline abort and mismatch", 1)
+    start = world.holdings()
+    escrow.lock(world.seller, sid, 2, world.token, 4 * ONE_SHARE, payee2, deadline, other)
+    world.lock_leg(terms)  # leg 0, one share to the buyer
+    escrow.lock(world.seller, sid, 1, world.token, 2 * ONE_SHARE, world.buyer.address, deadline, th)
+    unknown = world.terms(settlement_id("inline abort: never locked"))
+    receipt = world.deliver([item(unknown, Decision.ABORT), item(terms, Decision.ABORT)])
+    events = escrow.events_in(receipt)
+    aborted = [(e.leg_index, e.locker, e.amount) for e in events if isinstance(e, AbortedEvent)]
+    assert aborted == [(0, world.seller.address, ONE_SHARE), (1, world.seller.address, 2 * ONE_SHARE)]
+    skipped = [(e.settlement_id, e.reason) for e in events if isinstance(e, ItemSkippedEvent)]
+    assert skipped == [
+        (unknown.settlement_id, SkipReason.UNKNOWN_SETTLEMENT),
+        (sid, SkipReason.TERMS_HASH_MISMATCH),
+    ]
+    assert world.holdings() == (start[0] - 4 * ONE_SHARE, start[1], start[2] + 4 * ONE_SHARE)
+    assert [world.lock_view(sid, i).state for i in (0, 1, 2)] == [
+        LockState.ABORTED,
+        LockState.ABORTED,
+        LockState.LOCKED,
+    ]
+    assert (world.lock_view(sid, 0).payee, world.lock_view(sid, 2).payee) == (world.buyer.address, payee2)
+    # Leg 2 is still Locked under other terms: the mismatch, not "all final", is what a retry reports.
+    retry = world.deliver([item(terms, Decision.SETTLE)])
+    assert _settled(escrow.events_in(retry)) == []
+    assert _skips(escrow.events_in(retry)) == [SkipReason.TERMS_HASH_MISMATCH]
+    own = world.deliver([ReportItem(sid, other, Decision.SETTLE)])
+    assert _settled(escrow.events_in(own)) == [(2, payee2, 4 * ONE_SHARE)]
+    assert _skips(escrow.events_in(own)) == []
+    assert world.net.token.balance_of(payee2) == 4 * ONE_SHARE
+    final = world.deliver([item(terms, Decision.ABORT)])
+    assert _skips(escrow.events_in(final)) == [SkipReason.ALREADY_FINAL]
+
+
+def test_an_owed_leg_0_is_claimed_by_its_payee_while_other_legs_bits_share_its_slot(world: World) -> None:
+    """Legs 1 and 200 (inline bit and overflow flag in leg 0's payee slot) are locked before leg 0;
+    the buyer (leg 0's payee) loses KYC, so SETTLE pays legs 1 and 200 and leaves leg 0 owed. The
+    owed restore and the claim must both read leg 0's payee through the mask bits."""
+    terms = world.terms(settlement_id("owed leg 0 with mask bits"), amount=4 * ONE_SHARE)
+    escrow, sid, th, deadline = world.net.escrow, terms.settlement_id, terms.terms_hash, terms.deadline_s
+    payee1, payee200 = _kyc_payees(world, "owed leg 0 with mask bits", 2)
+    escrow.lock(world.seller, sid, 1, world.token, 2 * ONE_SHARE, payee1, deadline, th)
+    escrow.lock(world.seller, sid, 200, world.token, 3 * ONE_SHARE, payee200, deadline, th)
+    world.lock_leg(terms)  # leg 0: four shares to the buyer
+    world.net.registry.set_allowed(world.admin, world.buyer.address, False)
+    seller, buyer, held = world.holdings()
+    receipt = world.deliver([item(terms, Decision.SETTLE)])
+    events = escrow.events_in(receipt)
+    assert _settled(events) == [(1, payee1, 2 * ONE_SHARE), (200, payee200, 3 * ONE_SHARE)]
+    owed = [(e.leg_index, e.beneficiary, e.amount) for e in events if isinstance(e, OwedEvent)]
+    assert owed == [(0, world.buyer.address, 4 * ONE_SHARE)]
+    assert world.holdings() == (seller, buyer, held - 5 * ONE_SHARE)
+    leg0 = world.lock_view(sid, 0)
+    assert (leg0.state, leg0.payee, leg0.amount, leg0.locker, leg0.terms_hash) == (
+        LockState.SETTLE_OWED,
+        world.buyer.address,
+        4 * ONE_SHARE,
+        world.seller.address,
+        th,
+    )
+    error = _reverts("NotAllowed", lambda: escrow.claim(world.stranger, sid, 0))
+    assert error.error_args == (world.buyer.address,)
+    world.net.registry.set_allowed(world.admin, world.buyer.address, True)
+    claim = escrow.claim(world.stranger, sid, 0)
+    assert world.holdings() == (seller, buyer + 4 * ONE_SHARE, held - 9 * ONE_SHARE)
+    (claimed,) = escrow.events_in(claim)
+    assert isinstance(claimed, ClaimedEvent)
+    assert (claimed.leg_index, claimed.beneficiary, claimed.amount) == (0, world.buyer.address, 4 * ONE_SHARE)
+    leg0 = world.lock_view(sid, 0)
+    assert (leg0.state, leg0.payee) == (LockState.SETTLED, world.buyer.address)
+    # Every bit survived the owed round trip: a late item finds all three legs final.
+    late = world.deliver([item(terms, Decision.ABORT)])
+    assert _skips(escrow.events_in(late)) == [SkipReason.ALREADY_FINAL]
