@@ -64,7 +64,7 @@ __all__ = [
 # Ids per `IN (...)` query: well under SQLite's bound-parameter limit.
 _IN_CHUNK = 500
 # Parsed terms kept in memory: well above the settlements in flight at once.
-_TERMS_CACHE_SIZE = 20_000
+_TERMS_CACHE_SIZE = 10_000
 
 
 def hex32(value: bytes) -> str:
@@ -627,27 +627,24 @@ class NodeStore:
             return [self._stored_report(r, conn) for r in rows]
 
     def reports_for_many(self, settlement_ids: Iterable[bytes], *, limit: int) -> list[StoredReport]:
-        """Up to `limit` complete reports carrying any of the settlements, oldest first."""
+        """Up to `limit` complete reports carrying any of the settlements, oldest first (one query
+        per 500 ids)."""
         ids = sorted({hex32(s) for s in settlement_ids})
-        execution_ids: set[str] = set()
+        found: dict[str, Any] = {}
         with self.engine.connect() as conn:
             for start in range(0, len(ids), _IN_CHUNK):
-                execution_ids.update(
-                    conn.execute(
-                        select(report_items_table.c.execution_id)
-                        .where(report_items_table.c.settlement_id.in_(ids[start : start + _IN_CHUNK]))
-                        .distinct()
-                    ).scalars()
+                carrying = select(report_items_table.c.execution_id).where(
+                    report_items_table.c.settlement_id.in_(ids[start : start + _IN_CHUNK])
                 )
-            if not execution_ids:
-                return []
-            rows = conn.execute(
-                select(reports_table)
-                .where(reports_table.c.execution_id.in_(sorted(execution_ids)[:_IN_CHUNK]))
-                .order_by(reports_table.c.received_ms, reports_table.c.execution_id)
-                .limit(limit)
-            ).all()
-            return [self._stored_report(r, conn) for r in rows]
+                rows = conn.execute(
+                    select(reports_table)
+                    .where(reports_table.c.execution_id.in_(carrying))
+                    .order_by(reports_table.c.received_ms, reports_table.c.execution_id)
+                    .limit(limit)
+                )
+                found.update((row.execution_id, row) for row in rows)
+            oldest = sorted(found.values(), key=lambda r: (r.received_ms, r.execution_id))[:limit]
+            return [self._stored_report(row, conn) for row in oldest]
 
     def reports_count(self) -> int:
         with self.engine.connect() as conn:
