@@ -211,9 +211,6 @@ class NodeStore:
         """The stored terms of each settlement (one query per 500 ids; unknown ids are absent)."""
         return {sid: terms for sid, (terms, _) in self._terms_rows(settlement_ids).items()}
 
-    def terms_registered_ms(self, settlement_id: bytes) -> int | None:
-        return self.terms_registered_ms_many([settlement_id]).get(settlement_id)
-
     def terms_registered_ms_many(self, settlement_ids: Iterable[bytes]) -> dict[bytes, int]:
         """When each settlement's terms were registered here (unknown ids are absent)."""
         return {sid: registered for sid, (_, registered) in self._terms_rows(settlement_ids).items()}
@@ -615,20 +612,13 @@ class NodeStore:
             return None if row is None else self._stored_report(row, conn)
 
     def reports_for(self, settlement_id: bytes) -> list[StoredReport]:
-        with self.engine.connect() as conn:
-            ids = select(report_items_table.c.execution_id).where(
-                report_items_table.c.settlement_id == hex32(settlement_id)
-            )
-            rows = conn.execute(
-                select(reports_table)
-                .where(reports_table.c.execution_id.in_(ids))
-                .order_by(reports_table.c.received_ms)
-            ).all()
-            return [self._stored_report(r, conn) for r in rows]
+        return self.reports_for_many([settlement_id])
 
-    def reports_for_many(self, settlement_ids: Iterable[bytes], *, limit: int) -> list[StoredReport]:
-        """Up to `limit` complete reports carrying any of the settlements, oldest first (one query
-        per 500 ids)."""
+    def reports_for_many(
+        self, settlement_ids: Iterable[bytes], *, limit: int | None = None
+    ) -> list[StoredReport]:
+        """The complete reports carrying any of the settlements (at most `limit`), oldest first (one
+        query per 500 ids)."""
         ids = sorted({hex32(s) for s in settlement_ids})
         found: dict[str, Any] = {}
         with self.engine.connect() as conn:
