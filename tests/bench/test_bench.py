@@ -80,6 +80,10 @@ def test_bench_at_tiny_sizes_writes_every_figure(tmp_path: Path) -> None:
     assert _is_number(results["approve_transfer_from_gas"])
     payments = results["payments"]
     assert _is_number(payments["sqlite_holds_per_s"])
+    assert _is_number(payments["sqlite_holds_single_call_per_s"])
+    (sqlite,) = payments["details"]
+    placed = sqlite["batch_place_s"] + sqlite["settle_s"]
+    assert payments["sqlite_holds_per_s"] == pytest.approx(sqlite["holds"] / placed, rel=0.01)
     assert payments["postgres_holds_per_s"] is None and payments["pgbench_tps"] is None
 
     sweep = results["scaling"]["batch_sizes"]

@@ -1,11 +1,12 @@
 """The payment ledger's figures beside PostgreSQL's own ceiling, measured in the same run:
 
 - `sqlite_holds_per_s` / `postgres_holds_per_s`: holds placed and settled per second over HTTP
-  (crossdvp.payments.bench: a real `crossdvp payments serve`, a few concurrent clients, one hold
-  per call, then settled by signed reports of 100; the ledger's balances and journal are checked
-  before a figure is printed);
-- `*_holds_batched_per_s`: the same with the holds placed through `POST /v1/holds/batch` (as the
-  DvP bench places them), i.e. holds / (batch placement time + settlement time);
+  (crossdvp.payments.bench: a real `crossdvp payments serve`, a few concurrent clients), placed
+  through `POST /v1/holds/batch` (100 per call, as a bank client with many holds and the DvP bench
+  place them) and settled by signed reports of 100: holds / (placement time + settlement time). The
+  ledger's balances and journal are checked before a figure is printed;
+- `*_holds_single_call_per_s`: the same with one hold per `POST /v1/holds` call (HTTP and a
+  serialized transaction per hold);
 - `pgbench_tps`: `pgbench`'s TPC-B-like transactions per second on a scratch database of the same
   server (created and dropped here), with as many clients as the ledger bench used.
 """
@@ -28,7 +29,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL, make_url
 
 from crossdvp.errors import ConfigError, CrossDvpError
-from crossdvp.payments.bench import BenchResult, run_bench
+from crossdvp.payments.bench import run_bench
 
 __all__ = ["PaymentsFigures", "measure_payments", "pgbench_binary", "run_pgbench"]
 
@@ -37,11 +38,12 @@ _TPS = re.compile(r"tps = ([0-9.]+) \(without initial connection time\)")
 
 @dataclass(frozen=True, slots=True)
 class PaymentsFigures:
+    # Placed through the batch endpoint (100 per call) and settled by reports of 100.
     sqlite_holds_per_s: float
     postgres_holds_per_s: float | None
-    # The same holds placed through the batch endpoint (100 per call) and settled by reports of 100.
-    sqlite_holds_batched_per_s: float
-    postgres_holds_batched_per_s: float | None
+    # The same with one hold per call.
+    sqlite_holds_single_call_per_s: float
+    postgres_holds_single_call_per_s: float | None
     pgbench_tps: float | None
     details: tuple[dict[str, Any], ...]
     note: str | None = None
@@ -52,10 +54,10 @@ class PaymentsFigures:
             "postgres_holds_per_s": None
             if self.postgres_holds_per_s is None
             else round(self.postgres_holds_per_s, 1),
-            "sqlite_holds_batched_per_s": round(self.sqlite_holds_batched_per_s, 1),
-            "postgres_holds_batched_per_s": None
-            if self.postgres_holds_batched_per_s is None
-            else round(self.postgres_holds_batched_per_s, 1),
+            "sqlite_holds_single_call_per_s": round(self.sqlite_holds_single_call_per_s, 1),
+            "postgres_holds_single_call_per_s": None
+            if self.postgres_holds_single_call_per_s is None
+            else round(self.postgres_holds_single_call_per_s, 1),
             "pgbench_tps": None if self.pgbench_tps is None else round(self.pgbench_tps, 1),
             "details": list(self.details),
             "note": self.note,
@@ -123,11 +125,6 @@ def run_pgbench(server_url: str, *, clients: int, seconds: int) -> float:
         return float(match.group(1))
 
 
-def _batched(result: BenchResult) -> float:
-    """Holds per second when placed through the batch endpoint and settled by reports."""
-    return result.holds / (result.batch_place_s + result.settle_s)
-
-
 def measure_payments(
     *, holds: int, clients: int, postgres_url: str | None, pgbench_s: int, profile_dir: Path | None = None
 ) -> PaymentsFigures:
@@ -140,10 +137,10 @@ def measure_payments(
     if postgres_url is not None:
         tps = run_pgbench(postgres_url, clients=clients, seconds=pgbench_s)
     return PaymentsFigures(
-        sqlite_holds_per_s=by_backend["sqlite"].end_to_end_per_s,
-        postgres_holds_per_s=None if postgres is None else postgres.end_to_end_per_s,
-        sqlite_holds_batched_per_s=_batched(by_backend["sqlite"]),
-        postgres_holds_batched_per_s=None if postgres is None else _batched(postgres),
+        sqlite_holds_per_s=by_backend["sqlite"].batched_end_to_end_per_s,
+        postgres_holds_per_s=None if postgres is None else postgres.batched_end_to_end_per_s,
+        sqlite_holds_single_call_per_s=by_backend["sqlite"].end_to_end_per_s,
+        postgres_holds_single_call_per_s=None if postgres is None else postgres.end_to_end_per_s,
         pgbench_tps=tps,
         details=tuple(r.to_dict() for r in results),
         note=None if postgres_url is not None else "PostgreSQL skipped (--skip-postgres)",

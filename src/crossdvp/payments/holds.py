@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Row, bindparam, or_, select, update
+from sqlalchemy import Connection, Row, or_, select
 
 from crossdvp.payments.accounts import (
     check_counterparty,
@@ -23,7 +23,7 @@ from crossdvp.payments.auth import Principal, Role
 from crossdvp.payments.errors import Conflict, Forbidden, LedgerRejection, NotFound, Unprocessable
 from crossdvp.payments.journal import AVAILABLE, HELD, Entry, Posting, append_entries
 from crossdvp.payments.models import accounts, events, holds
-from crossdvp.payments.store import WriteTx, insert_rows
+from crossdvp.payments.store import WriteTx, insert_rows, update_rows
 
 __all__ = [
     "FINAL_STATES",
@@ -280,13 +280,13 @@ def finalize_holds(
             )
         )
     append_entries(tx, entries)
-    tx.conn.execute(
-        update(holds)
-        .where(holds.c.hold_id == bindparam("b_hold_id"))
-        .values(
-            state=bindparam("b_state"), final_at_ms=tx.now_ms, workflow_execution_id=workflow_execution_id
-        ),
-        [{"b_hold_id": hold.hold_id, "b_state": state} for hold, state in finals],
+    update_rows(
+        tx.conn,
+        holds,
+        "hold_id",
+        [{"hold_id": hold.hold_id, "state": state} for hold, state in finals],
+        final_at_ms=tx.now_ms,
+        workflow_execution_id=workflow_execution_id,
     )
     record_events(tx, [(_EVENT_KIND[state], hold.hold_id, workflow_execution_id) for hold, state in finals])
 
