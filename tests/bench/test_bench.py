@@ -40,6 +40,8 @@ def test_sizes_and_options_are_validated() -> None:
         BenchOptions(batch_sizes=(0,))
     with pytest.raises(ConfigError, match="--settlements"):
         BenchOptions(settlements=0)
+    with pytest.raises(ConfigError, match="--batch-axis-settlements"):
+        BenchOptions(batch_axis_settlements=0)
 
 
 def _is_number(value: object) -> bool:
@@ -56,7 +58,7 @@ def test_bench_at_tiny_sizes_writes_every_figure(tmp_path: Path) -> None:
             "bench", "--json", "--out", str(out), "--plot", str(chart), "--work-dir", str(work),
             "--nodes", "4", "--batch-sizes", "1,2", "--settlements", "3", "--paced-s", "1",
             "--transfers", "20", "--sweep-settlements", "2", "--payments-holds", "10", "--skip-postgres",
-            "--report-batch-sizes", "1", "--profile-dir", str(profiles),
+            "--report-batch-sizes", "1", "--batch-axis-settlements", "2", "--profile-dir", str(profiles),
         ],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
@@ -93,6 +95,7 @@ def test_bench_at_tiny_sizes_writes_every_figure(tmp_path: Path) -> None:
     assert four["nodes"] == 4 and four["max_batch"] == 100 and four["burst"]["settlements"] == 3
     (one_per_report,) = results["scaling"]["report_batch_sizes"]
     assert one_per_report["nodes"] == 4 and one_per_report["max_batch"] == 1
+    assert one_per_report["burst"]["settlements"] == 2  # --batch-axis-settlements, not --settlements
     assert _is_number(one_per_report["dvp_per_s"])
 
     # py-spy sampled node-0 and the ledger during each burst, and the ledger bench's server.

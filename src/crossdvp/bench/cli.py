@@ -34,7 +34,16 @@ def bench(
             "on the first node count, e.g. 1,10,100,500 (one devnet each; default: none)"
         ),
     ] = "",
-    settlements: Annotated[int, typer.Option(help="DvPs in the end-to-end burst")] = 500,
+    settlements: Annotated[
+        int,
+        typer.Option(
+            help="DvPs in the end-to-end burst of each node count (big enough that block space, not "
+            "the pipeline's fixed latency of about 5 blocks, sets the run's length)"
+        ),
+    ] = 2000,
+    batch_axis_settlements: Annotated[
+        int, typer.Option(help="DvPs in the burst of each --report-batch-sizes run")
+    ] = 500,
     paced_s: Annotated[
         float, typer.Option(help="seconds of paced load at half the burst rate (0: skip)")
     ] = 10.0,
@@ -70,6 +79,7 @@ def bench(
             batch_sizes=parse_sizes(batch_sizes, option="--batch-sizes"),
             report_batch_sizes=parse_sizes(report_batch_sizes, option="--report-batch-sizes", empty_ok=True),
             settlements=settlements,
+            batch_axis_settlements=batch_axis_settlements,
             paced_s=paced_s,
             transfers=transfers,
             sweep_settlements=sweep_settlements,

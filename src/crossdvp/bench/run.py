@@ -59,7 +59,13 @@ class BenchOptions:
     batch_sizes: tuple[int, ...] = (1, 10, 100, 500)
     # End to end at these node report batch sizes too (one more devnet each, at the first node count).
     report_batch_sizes: tuple[int, ...] = ()
-    settlements: int = 500  # a burst big enough to keep the pipeline (several blocks) full
+    # The burst: big enough that the chain's block space, not the pipeline's fixed latency (lock
+    # final, report, settle final: about 5 blocks), sets its duration. At 500 the permit-locks fill
+    # about 3 blocks and the fixed latency is most of the run.
+    settlements: int = 2000
+    # The burst of each report-batch-size run (at a report batch of 1 one forwarder transaction
+    # settles one DvP: 2000 would take many minutes and show nothing more).
+    batch_axis_settlements: int = 500
     paced_s: float = 10.0
     transfers: int = 2000
     sweep_settlements: int = 500
@@ -84,6 +90,7 @@ class BenchOptions:
             raise ConfigError(f"--report-batch-sizes: each must be in 1..1000, got {self.report_batch_sizes}")
         sizes = (
             self.settlements,
+            self.batch_axis_settlements,
             self.transfers,
             self.sweep_settlements,
             self.payments_holds,
@@ -91,7 +98,8 @@ class BenchOptions:
         )
         if min(sizes) < 1 or self.paced_s < 0 or self.pgbench_s < 1:
             raise ConfigError(
-                "--settlements, --transfers, --sweep-settlements, --payments-holds must be >= 1"
+                "--settlements, --batch-axis-settlements, --transfers, --sweep-settlements, "
+                "--payments-holds must be >= 1"
             )
 
 
@@ -172,6 +180,7 @@ class BenchReport:
                 if self.load_average_end is None
                 else [round(v, 2) for v in self.load_average_end],
                 "settlements": self.options.settlements,
+                "batch_axis_settlements": self.options.batch_axis_settlements,
                 "paced_s": self.options.paced_s,
                 "node_max_batch": 100,  # of the node-count runs; the batch-size runs name their own
             },
@@ -216,7 +225,9 @@ def run_bench(options: BenchOptions, progress: Progress = lambda _line: None) ->
                 result = measure_dvp(
                     work / name,
                     nodes=n,
-                    settlements=options.settlements,
+                    settlements=options.settlements
+                    if i < len(options.nodes)
+                    else options.batch_axis_settlements,
                     paced_s=options.paced_s,
                     ceiling_transfers=options.transfers,
                     progress=lambda line: progress(f"  {line}"),
