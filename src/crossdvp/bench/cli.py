@@ -49,7 +49,7 @@ def bench(
     ] = 10.0,
     transfers: Annotated[int, typer.Option(help="ERC-20 transfers for each two-transfer ceiling")] = 2000,
     sweep_settlements: Annotated[int, typer.Option(help="settlements per batch size in the sweep")] = 500,
-    payments_holds: Annotated[int, typer.Option(help="holds per database in the ledger bench")] = 1000,
+    payments_holds: Annotated[int, typer.Option(help="holds per database in the ledger bench")] = 4000,
     postgres_url: Annotated[
         str, typer.Option(help="PostgreSQL server (scratch databases are created and dropped)")
     ] = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres",
