@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from crossdvp.oracle.store import hex32
+from crossdvp.oracle.node import Node
+from crossdvp.oracle.ports import Observed, Observer
+from crossdvp.oracle.store import NodeStore, hex32
 from crossdvp.settlement.report import decode_report
 from crossdvp.settlement.terms import Decision
 from tests.oracle.harness import Cluster, dvp_terms
@@ -304,3 +308,73 @@ async def test_when_the_first_sender_is_down_the_next_one_delivers(tmp_path: Pat
         await cluster.run_until(lambda: _settled(cluster, terms), max_steps=100)
     finally:
         cluster.close()
+
+
+class _HeldOpen:
+    """An observer whose polls after the first are held open until `release` is set, as the ledger's
+    event feed holds a long-poll while it has nothing new."""
+
+    def __init__(self, inner: Observer) -> None:
+        self.inner = inner
+        self.release = asyncio.Event()
+        self.calls = 0
+
+    @property
+    def network(self) -> str:
+        return self.inner.network
+
+    async def poll(self, cursor: str | None) -> Observed:
+        self.calls += 1
+        if self.calls > 1:
+            await self.release.wait()
+        return await self.inner.poll(cursor)
+
+
+async def test_a_poll_held_open_by_one_network_holds_up_neither_the_other_nor_decisions(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """Both legs are locked; the cash leg is final at the ledger's first poll, which then holds every
+    later poll open. The chain lock becomes final meanwhile: the running node must still observe it
+    and decide (the ledger's last final time already covers the chain lock's time)."""
+    held = _HeldOpen(cluster.cash.observer())
+    node = Node(
+        cluster.settings(0),
+        key=cluster.keys[0],
+        store=NodeStore(f"sqlite:///{tmp_path / 'held-open.sqlite'}"),
+        observers=[cluster.chain.observer(), held],
+        deliverers=[cluster.chain.deliverer(), cluster.cash.deliverer()],
+        transport=cluster.peers.transport_for(0),
+        clock=cluster.clock,
+    )
+    terms = dvp_terms("held-open", deadline_s=cluster.chain.time_s + 30)
+    assert node.register_terms(terms)
+    cluster.lock(terms)  # both at the same ledger time T
+    cluster.cash.advance(2)  # the cash lock is final (final time T + 1); the chain's is not yet
+    stop = asyncio.Event()
+
+    async def tick() -> None:  # the node's clock moves a poll interval per 10 ms of real time
+        while not stop.is_set():
+            await asyncio.sleep(0.01)
+            cluster.clock.advance(cluster.step_ms)
+
+    async def eventually(condition: Callable[[], bool]) -> bool:
+        for _ in range(500):
+            if condition():
+                return True
+            await asyncio.sleep(0.01)
+        return False
+
+    running = asyncio.gather(node.run(stop), tick())
+    try:
+        assert await eventually(lambda: held.calls >= 2), "the ledger's second poll never started"
+        assert node.store.decision(terms.settlement_id) is None
+        cluster.chain.advance(1)  # the chain lock is final now
+        decided = await eventually(lambda: node.store.decision(terms.settlement_id) is not None)
+        assert decided, "the chain lock was not decided on while the ledger held its poll open"
+        stored = node.store.decision(terms.settlement_id)
+        assert stored is not None and stored.decision is Decision.SETTLE
+    finally:
+        held.release.set()
+        stop.set()
+        await running
+        node.store.close()

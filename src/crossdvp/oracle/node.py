@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
@@ -185,11 +186,12 @@ class Node:
         """Poll every network whose next poll is due; failures back off and never lose the cursor."""
         await asyncio.gather(*(self._poll(network) for network in self._observers))
 
-    async def _poll(self, network: str) -> None:
+    async def _poll(self, network: str) -> bool:
+        """Poll `network` if it is due; True if an observation was stored."""
         state = self._polls[network]
         now = self.clock.now_ms()
         if state.halted is not None or now < state.next_poll_ms:
-            return
+            return False
         stored = self.store.network_state(network)
         try:
             observed = await self._observers[network].poll(stored.cursor if stored else None)
@@ -202,7 +204,7 @@ class Node:
             self.metrics.polls.labels(network=network, outcome="error").inc()
             self.metrics.errors.labels(kind="finality_violation").inc()
             log.error("network %s halted: %s", network, exc, extra={"network": network})
-            return
+            return False
         except Exception as exc:  # transport errors are retryable; anything else is retried too, slower
             state.failures += 1
             state.last_error = f"{type(exc).__name__}: {exc}"[:300]
@@ -220,7 +222,7 @@ class Node:
                 delay,
                 extra={"network": network},
             )
-            return
+            return False
         new = self.store.record_poll(observed, self.clock.now_ms())
         state.failures = 0
         state.last_error = None
@@ -229,6 +231,7 @@ class Node:
         self.metrics.polls.labels(network=network, outcome="ok").inc()
         self.metrics.observations.labels(network=network).inc(new)
         self.metrics.final_time.labels(network=network).set(observed.final_time_s)
+        return True
 
     def decide_pending(self) -> int:
         """Run the decision rule for every registered, undecided settlement; returns how many decided.
@@ -495,8 +498,16 @@ class Node:
     async def run(self, stop: asyncio.Event) -> None:
         """Run every activity in its own loop until `stop` is set; errors are logged, never fatal."""
         round_tick_ms = max(20, self.settings.round_ms // 5)
+        observe_tick_ms = max(10, self.settings.poll_interval_ms // 4)
+        # One observe loop per network: a ledger that holds its poll open (a long-poll while it has
+        # nothing new) must not hold up the other networks' polls, nor the decisions they allow.
         loops: list[tuple[str, Callable[[], Awaitable[object]], int]] = [
-            ("observe", self._observe_and_decide, max(10, self.settings.poll_interval_ms // 4)),
+            ("observe", functools.partial(self._observe_and_decide, network), observe_tick_ms)
+            for network in self._observers
+        ]
+        loops += [
+            # Terms registered between polls are decided without waiting for the next observation.
+            ("decide", self._decide, self.settings.poll_interval_ms),
             ("outbox", self.outbox_tick, 100),
             ("consensus", self.consensus_tick, round_tick_ms),
             ("delivery", self.delivery_tick, 100),
@@ -511,8 +522,11 @@ class Node:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _observe_and_decide(self) -> None:
-        await self.poll_once()
+    async def _observe_and_decide(self, network: str) -> None:
+        if await self._poll(network):
+            self.decide_pending()
+
+    async def _decide(self) -> None:
         self.decide_pending()
 
     async def _loop(
