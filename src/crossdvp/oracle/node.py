@@ -111,6 +111,8 @@ class Node:
         self._deliverers = {d.network: d for d in deliverers}
         self._transport = transport
         self._polls = {network: _PollState() for network in self._observers}
+        # Set when a poll stores an observation; the decide loop waits on it (see run()).
+        self._observed = asyncio.Event()
         self._lead_again_ms = 0
         self.signer = PeerSigner(
             key=key,
@@ -500,14 +502,16 @@ class Node:
         round_tick_ms = max(20, self.settings.round_ms // 5)
         observe_tick_ms = max(10, self.settings.poll_interval_ms // 4)
         # One observe loop per network: a ledger that holds its poll open (a long-poll while it has
-        # nothing new) must not hold up the other networks' polls, nor the decisions they allow.
+        # nothing new) must not hold up the other networks' polls, nor the decisions they allow. The
+        # decision passes run in a loop of their own, one at a time, as soon as a poll stored
+        # something (and at least every poll interval, for terms registered in between); passes are
+        # at most as frequent as the observe tick, however many networks report.
         loops: list[tuple[str, Callable[[], Awaitable[object]], int]] = [
-            ("observe", functools.partial(self._observe_and_decide, network), observe_tick_ms)
+            ("observe", functools.partial(self._observe, network), observe_tick_ms)
             for network in self._observers
         ]
         loops += [
-            # Terms registered between polls are decided without waiting for the next observation.
-            ("decide", self._decide, self.settings.poll_interval_ms),
+            ("decide", self._decide_when_observed, observe_tick_ms),
             ("outbox", self.outbox_tick, 100),
             ("consensus", self.consensus_tick, round_tick_ms),
             ("delivery", self.delivery_tick, 100),
@@ -522,11 +526,14 @@ class Node:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _observe_and_decide(self, network: str) -> None:
+    async def _observe(self, network: str) -> None:
         if await self._poll(network):
-            self.decide_pending()
+            self._observed.set()
 
-    async def _decide(self) -> None:
+    async def _decide_when_observed(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._observed.wait(), timeout=self.settings.poll_interval_ms / 1000)
+        self._observed.clear()
         self.decide_pending()
 
     async def _loop(
