@@ -76,6 +76,7 @@ def insert_rows(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]
         conn.execute(insert(table), list(rows))
 
 
+@functools.cache
 def _covers_defaults(table: Table, keys: tuple[str, ...]) -> bool:
     """True if no column left out of `keys` needs a Python-side default (INSERT ... SELECT does not apply
     one)."""
