@@ -137,3 +137,17 @@ def test_unknown_route_and_method_are_problems(world: Ledger) -> None:
     assert route.status_code == 404 and problem_type(route) == "not-found"
     method = world.call("DELETE", "/v1/holds", world.alice_key)
     assert method.status_code == 405 and problem_type(method) == "method-not-allowed"
+
+
+def test_a_query_parameter_given_twice_is_refused(world: Ledger) -> None:
+    """FastAPI would keep the last value; the ledger refuses the request and names the parameter."""
+    response = world.call(
+        "GET", "/v1/accounts?participant_id=alice&participant_id=bob&limit=5", world.admin_key
+    )
+    assert response.status_code == 422, response.text
+    body = response.json()
+    assert body["type"].endswith("validation-error")
+    assert body["field"] == "participant_id"
+    assert [e["field"] for e in body["errors"]] == ["participant_id"]
+    once = world.call("GET", "/v1/accounts?participant_id=alice&limit=5", world.admin_key)
+    assert once.status_code == 200, once.text

@@ -19,7 +19,9 @@ unexpected failures, with a stable `type` (`urn:crossdvp:payments:<code>`) and t
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from typing import Any
+from urllib.parse import parse_qsl
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -27,6 +29,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from crossdvp.clock import Clock, SystemClock
 from crossdvp.payments import routes, settlement_routes
@@ -50,6 +53,37 @@ def _field_of(loc: tuple[Any, ...]) -> str:
     if parts and parts[0] in ("body", "query", "path", "header"):
         parts = parts[1:]
     return ".".join(parts) if parts else "body"
+
+
+class _SingleValuedQuery:
+    """Refuses a query parameter given more than once (422 validation-error). Every query parameter
+    of this API takes one value, and FastAPI would otherwise silently keep the last one."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raw = scope.get("query_string", b"") if scope["type"] == "http" else b""
+        if raw:
+            counts = Counter(key for key, _ in parse_qsl(raw.decode("latin-1"), keep_blank_values=True))
+            repeated = sorted(key for key, n in counts.items() if n > 1)
+            if repeated:
+                issues = [
+                    {"field": key, "message": "given more than once", "type": "repeated_query_parameter"}
+                    for key in repeated
+                ]
+                body = {
+                    "type": TYPE_PREFIX + "validation-error",
+                    "title": "Invalid request",
+                    "status": 422,
+                    "detail": f"{repeated[0]}: given more than once; each query parameter takes one value",
+                    "field": repeated[0],
+                    "instance": scope.get("path", ""),
+                    "errors": issues,
+                }
+                await _problem_response(422, body)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -150,6 +184,7 @@ def create_app(
     )
     app.state.service = Service(store, settings)
     _install_error_handlers(app)
+    app.add_middleware(_SingleValuedQuery)
     app.include_router(routes.router)
     app.include_router(settlement_routes.router)
 
