@@ -12,8 +12,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from crossdvp.chain.anvil import running_anvil
+from crossdvp.chain.client import EvmClient
+from crossdvp.chain.deploy import AssetNetwork
 from crossdvp.cli import app
 from crossdvp.devnet import (
+    ChainState,
     DevnetError,
     DevnetOptions,
     DevnetRunningError,
@@ -51,6 +55,7 @@ def test_up_writes_a_state_file_with_every_endpoint_address_pid_and_key_path(own
     assert set(state.parties) == {"seller", "buyer"}
     raw = json.loads((own_devnet.directory / "devnet.json").read_text())
     assert raw["chain"]["contracts"]["escrow"] == state.chain.asset.escrow
+    assert raw["chain"]["block_gas_limit"] is None and state.chain.block_gas_limit is None  # anvil's default
     assert raw["payments"]["url"].startswith("http://127.0.0.1:")
     # Secrets live in owner-only files; the state file names them and holds none.
     secret_files = [state.password_file, state.payments.admin_key_file]
@@ -123,6 +128,72 @@ def test_options_reject_a_don_too_small_to_tolerate_a_fault(tmp_path: Path) -> N
     result = CliRunner().invoke(app, ["devnet", "up", "--nodes", "2", "--dir", str(tmp_path)])
     assert result.exit_code == 2 and "--nodes must be at least 4" in result.stderr
     assert not (tmp_path / "devnet.json").exists()
+
+
+@pytest.mark.parametrize("value", [5, 999_999, 2**63, 0, -30_000_000, True, 3.0e7, "30000000"])
+def test_options_reject_a_block_gas_limit_out_of_range_or_not_an_int(tmp_path: Path, value: object) -> None:
+    with pytest.raises(ConfigError, match="--block-gas-limit must be"):
+        DevnetOptions(tmp_path, block_gas_limit=value)  # type: ignore[arg-type]
+
+
+def test_options_accept_a_block_gas_limit_in_range_and_pass_it_to_anvil(tmp_path: Path) -> None:
+    assert DevnetOptions(tmp_path).anvil_args(10) == ["--accounts", "10"]  # anvil's default limit
+    assert DevnetOptions(tmp_path, block_gas_limit=1_000_000).anvil_args(11) == [
+        "--accounts", "11", "--gas-limit", "1000000",
+    ]  # fmt: skip
+    assert DevnetOptions(tmp_path, block_gas_limit=2**63 - 1).block_gas_limit == 2**63 - 1
+
+
+def test_anvil_started_with_the_options_args_mines_blocks_of_that_gas_limit(tmp_path: Path) -> None:
+    args = DevnetOptions(tmp_path, block_gas_limit=300_000_000).anvil_args(10)
+    assert args[-2:] == ["--gas-limit", "300000000"]
+    with running_anvil(tmp_path, extra_args=args) as node:
+        latest = EvmClient(node.rpc_url).request("eth_getBlockByNumber", ["latest", False])
+    assert int(latest["gasLimit"], 16) == 300_000_000
+
+
+def test_devnet_up_cli_takes_a_block_gas_limit_and_refuses_a_bad_one_before_starting(tmp_path: Path) -> None:
+    shown = CliRunner().invoke(app, ["devnet", "up", "--help"])
+    assert shown.exit_code == 0 and "--block-gas-limit" in shown.stdout and "30,000,000" in shown.stdout
+    result = CliRunner().invoke(app, ["devnet", "up", "--block-gas-limit", "5", "--dir", str(tmp_path)])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("crossdvp devnet up: --block-gas-limit must be from 1,000,000")
+    assert "got 5" in result.stderr
+    assert not (tmp_path / "devnet.json").exists() and not (tmp_path / "logs").exists()
+
+
+def _chain_state(block_gas_limit: int | None = None) -> ChainState:
+    asset = AssetNetwork(
+        chain_id=31337,
+        registry="0x" + "11" * 20,
+        token="0x" + "22" * 20,
+        escrow="0x" + "33" * 20,
+        forwarder="0x" + "44" * 20,
+        deployed_at_block=3,
+    )
+    return ChainState(
+        rpc_url="http://127.0.0.1:8545",
+        block_time_s=1,
+        finality_depth=2,
+        asset=asset,
+        admin_address="0x" + "55" * 20,
+        admin_keystore=Path("/tmp/admin.keystore.json"),
+        token_symbol="FUND",
+        token_decimals=18,
+        block_gas_limit=block_gas_limit,
+    )
+
+
+def test_state_round_trips_the_block_gas_limit_and_loads_a_state_file_without_it(tmp_path: Path) -> None:
+    for chain in (_chain_state(block_gas_limit=300_000_000), _chain_state()):
+        state = DevnetState(directory=tmp_path, created_at_s=1, password_file=tmp_path / "pw", chain=chain)
+        raw = json.loads(json.dumps(state.to_dict()))
+        assert raw["chain"]["block_gas_limit"] == chain.block_gas_limit
+        assert DevnetState.from_dict(raw) == state
+    # A devnet.json written before the option existed has no key: anvil's default, None.
+    del raw["chain"]["block_gas_limit"]
+    old = DevnetState.from_dict(raw)
+    assert old.chain is not None and old.chain.block_gas_limit is None
 
 
 def test_up_refuses_to_clear_a_directory_that_is_not_a_devnet(tmp_path: Path) -> None:

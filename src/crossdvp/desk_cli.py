@@ -95,6 +95,15 @@ def devnet_up_command(
     finality_depth: Annotated[
         int, typer.Option("--finality-depth", help="Confirmations the nodes wait for.")
     ] = 2,
+    block_gas_limit: Annotated[
+        int | None,
+        typer.Option(
+            "--block-gas-limit",
+            help="Gas per block (anvil's --gas-limit, 1,000,000 up to 2**63-1; default: anvil's "
+            "30,000,000). At about 210,000 gas per DvP, 30 M-gas blocks cap a 1 s chain near 143 "
+            "DvP/s; raise it to find the machine's limit instead of the chain's.",
+        ),
+    ] = None,
 ) -> None:
     """Start anvil, deploy the contracts, start the payments ledger and the DON's nodes, onboard a
     seller and a buyer; write <dir>/devnet.json. Refuses if a devnet already runs in <dir>."""
@@ -108,6 +117,7 @@ def devnet_up_command(
             database_url=database_url,
             block_time_s=block_time,
             finality_depth=finality_depth,
+            block_gas_limit=block_gas_limit,
         )
     except ConfigError as exc:
         _fail("devnet up", exc, EXIT_INVALID)

@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from crossdvp.bench.cli import _summary
 from crossdvp.bench.dvp import percentile
 from crossdvp.bench.profile import hot_spots
-from crossdvp.bench.run import BenchOptions, parse_sizes
+from crossdvp.bench.run import BenchOptions, BenchReport, parse_sizes
 from crossdvp.cli import app
 from crossdvp.devnet import load_state
 from crossdvp.errors import ConfigError
@@ -42,6 +43,29 @@ def test_sizes_and_options_are_validated() -> None:
         BenchOptions(settlements=0)
     with pytest.raises(ConfigError, match="--batch-axis-settlements"):
         BenchOptions(batch_axis_settlements=0)
+    with pytest.raises(ConfigError, match="--block-gas-limit must be from 1,000,000"):
+        BenchOptions(block_gas_limit=999_999)
+    with pytest.raises(ConfigError, match="--block-gas-limit must be an integer"):
+        BenchOptions(block_gas_limit=3.0e8)  # type: ignore[arg-type]
+
+
+def test_block_gas_limit_is_in_the_run_section_and_the_summary_only_when_chosen() -> None:
+    chosen = BenchReport(options=BenchOptions(block_gas_limit=300_000_000), started_at_s=0).to_dict()
+    assert chosen["run"]["block_gas_limit"] == 300_000_000
+    assert "block_gas_limit" in _summary(chosen) and "300,000,000" in _summary(chosen)
+    default = BenchReport(options=BenchOptions(), started_at_s=0).to_dict()
+    assert default["run"]["block_gas_limit"] is None
+    assert "block_gas_limit" not in _summary(default)
+
+
+def test_bench_cli_takes_a_block_gas_limit_and_refuses_a_bad_one_before_starting(tmp_path: Path) -> None:
+    shown = CliRunner().invoke(app, ["bench", "--help"])
+    assert shown.exit_code == 0 and "--block-gas-limit" in shown.stdout
+    work = tmp_path / "work"
+    result = CliRunner().invoke(app, ["bench", "--block-gas-limit", "5", "--work-dir", str(work)])
+    assert result.exit_code == 2, result.output
+    assert "--block-gas-limit must be from" in result.stderr
+    assert not work.exists()  # nothing started: no anvil, no devnet, not even the work directory
 
 
 def _is_number(value: object) -> bool:
@@ -93,6 +117,8 @@ def test_bench_at_tiny_sizes_writes_every_figure(tmp_path: Path) -> None:
     assert all(p["settlements"] == 2 and _is_number(p["settled_per_s"]) for p in sweep)
     (four,) = results["scaling"]["nodes"]
     assert four["nodes"] == 4 and four["max_batch"] == 100 and four["burst"]["settlements"] == 3
+    # No --block-gas-limit: the run records none asked for, the devnet row the chain's (anvil's default).
+    assert results["run"]["block_gas_limit"] is None and four["block_gas_limit"] == 30_000_000
     (one_per_report,) = results["scaling"]["report_batch_sizes"]
     assert one_per_report["nodes"] == 4 and one_per_report["max_batch"] == 1
     assert one_per_report["burst"]["settlements"] == 2  # --batch-axis-settlements, not --settlements

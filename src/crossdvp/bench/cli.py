@@ -57,6 +57,14 @@ def bench(
     skip_chain: Annotated[bool, typer.Option(help="skip gas, baselines and the batch-size sweep")] = False,
     skip_dvp: Annotated[bool, typer.Option(help="skip the end-to-end devnet runs")] = False,
     skip_payments: Annotated[bool, typer.Option(help="skip the payment ledger figures")] = False,
+    block_gas_limit: Annotated[
+        int | None,
+        typer.Option(
+            help="block gas limit of every devnet's anvil (its --gas-limit; default: anvil's "
+            "30,000,000, which at about 210,000 gas per DvP caps 1 s blocks near 143 DvP/s); raise "
+            "it, e.g. 300000000, to measure the machine's limit instead of the chain's"
+        ),
+    ] = None,
     work_dir: Annotated[
         Path | None, typer.Option(help="keep logs and devnets here (default: a temp dir)")
     ] = None,
@@ -88,6 +96,7 @@ def bench(
             chain=not skip_chain,
             dvp=not skip_dvp,
             payments=not skip_payments,
+            block_gas_limit=block_gas_limit,
             work_dir=work_dir,
             profile_dir=profile_dir,
             command="crossdvp bench " + " ".join(sys.argv[2:]) if len(sys.argv) > 1 else "crossdvp bench",
@@ -124,8 +133,13 @@ def bench(
 
 
 def _summary(r: dict[str, object]) -> str:
-    """A short human-readable table of the headline figures."""
+    """A short human-readable table of the headline figures (and the devnets' block gas limit when
+    it is not anvil's default: the DvP rate and its ceiling depend on it)."""
     lines = []
+    run = r.get("run")
+    block_gas_limit = run.get("block_gas_limit") if isinstance(run, dict) else None
+    if isinstance(block_gas_limit, int):
+        lines.append(f"{'block_gas_limit':<28} {block_gas_limit:,} (devnets; anvil's default: 30,000,000)")
     for key in ("dvp_per_s", "two_transfer_ceiling_per_s", "ratio", "latency_ms", "htlc_gas_per_leg"):
         lines.append(f"{key:<28} {r.get(key)}")
     gas = r.get("gas")

@@ -114,6 +114,8 @@ class DvpResult:
     paced: DvpRun | None
     block_time_s: int
     finality_depth: int
+    # As the devnet's chain reported it (anvil's default included), not as asked for.
+    block_gas_limit: int
 
     @property
     def ratio(self) -> float:
@@ -129,6 +131,7 @@ class DvpResult:
             "latency_ms": (self.paced or self.burst).latency_summary(),
             "block_time_s": self.block_time_s,
             "finality_depth": self.finality_depth,
+            "block_gas_limit": self.block_gas_limit,
             "ceiling": self.ceiling.to_dict(),
             "burst": self.burst.to_dict(),
             "paced": None if self.paced is None else self.paced.to_dict(),
@@ -153,6 +156,7 @@ class _Harness:
         self.finality_depth = chain.finality_depth
         self.block_time_s = chain.block_time_s
         self.evm = EvmClient(self.config.rpc_url)
+        self.block_gas_limit = self.evm.latest_block().gas_limit
         self.net = self.config.asset.bind(self.evm)
         self.admin = self.evm.account(dev_keys()[0])
         seller, buyer = self.config.parties["seller"], self.config.parties["buyer"]
@@ -385,16 +389,21 @@ def measure_dvp(
     timeout_s: float = 300.0,
     profile_dir: Path | None = None,
     max_batch: int = 100,
+    block_gas_limit: int | None = None,
 ) -> DvpResult:
     """Start a devnet of `nodes` nodes in `directory`, measure (module docstring), stop it.
 
-    `paced_s` = 0 skips the paced run (latency then comes from the burst). Rejects (ConfigError)
-    settlements < 1 or paced_s < 0. Raises BenchError if the run cannot produce a trustworthy figure,
-    DevnetError if the devnet does not start.
+    `paced_s` = 0 skips the paced run (latency then comes from the burst). `block_gas_limit` is the
+    devnet's (None: anvil's default, 30,000,000). Rejects (ConfigError) settlements < 1, paced_s < 0,
+    or a block gas limit DevnetOptions refuses. Raises BenchError if the run cannot produce a
+    trustworthy figure, DevnetError if the devnet does not start.
     """
     if settlements < 1 or paced_s < 0:
         raise ConfigError(f"settlements must be >= 1 and paced_s >= 0, got {settlements}/{paced_s}")
-    devnet_up(DevnetOptions(directory, nodes=nodes, timing=NodeTiming(max_batch=max_batch)), progress)
+    devnet_options = DevnetOptions(
+        directory, nodes=nodes, block_gas_limit=block_gas_limit, timing=NodeTiming(max_batch=max_batch)
+    )
+    devnet_up(devnet_options, progress)
     try:
         h = _Harness(directory, progress)
         try:
@@ -442,4 +451,5 @@ def measure_dvp(
         paced=paced,
         block_time_s=h.block_time_s,
         finality_depth=h.finality_depth,
+        block_gas_limit=h.block_gas_limit,
     )

@@ -7,7 +7,8 @@ Order of the run (each step starts its own processes and stops them by PID befor
    baselines (crossdvp.bench.baseline), settle throughput per report batch size with `evm_mine`
    block batching (crossdvp.bench.sweep) and the two-transfer ceiling with the same batching;
 2. end to end, on a devnet per node count: the devnet's own two-transfer ceiling, the burst
-   throughput and the paced latency (crossdvp.bench.dvp);
+   throughput and the paced latency (crossdvp.bench.dvp); every devnet's anvil gets the same block
+   gas limit (`block_gas_limit`, None: anvil's default), so the ceiling and the DvP rate share it;
 3. the payment ledger on SQLite and PostgreSQL, and pgbench on the same server
    (crossdvp.bench.payments).
 """
@@ -33,6 +34,7 @@ from crossdvp.bench.sweep import SweepPoint, measure_settle_sweep
 from crossdvp.chain.anvil import running_anvil
 from crossdvp.chain.client import EvmClient
 from crossdvp.chain.gas import GasFigures, measure_gas
+from crossdvp.devnet.up import check_block_gas_limit
 from crossdvp.errors import ConfigError
 
 __all__ = ["TARGETS", "BenchOptions", "BenchReport", "parse_sizes", "run_bench"]
@@ -53,7 +55,8 @@ TARGETS: dict[str, Any] = {
 @dataclass(frozen=True, slots=True)
 class BenchOptions:
     """What to run. Rejections (ConfigError): a node count below 4, no node count, a batch size
-    outside 1..1000, or a non-positive size."""
+    outside 1..1000, a non-positive size, or a block gas limit outside 1,000,000..2**63-1 (checked
+    here, so a bad value stops the run before the first anvil starts)."""
 
     nodes: tuple[int, ...] = (4,)
     batch_sizes: tuple[int, ...] = (1, 10, 100, 500)
@@ -78,6 +81,9 @@ class BenchOptions:
     chain: bool = True
     dvp: bool = True
     payments: bool = True
+    # The end-to-end devnets' block gas limit (anvil's --gas-limit); None: anvil's 30,000,000, which
+    # at about 210,000 gas per DvP caps a 1 s chain near 143 DvP/s. The chain part keeps the default.
+    block_gas_limit: int | None = None
     work_dir: Path | None = None
     # Sample node-0 and the ledger (during the burst) and each ledger bench server with py-spy.
     profile_dir: Path | None = None
@@ -103,6 +109,7 @@ class BenchOptions:
                 "--settlements, --batch-axis-settlements, --transfers, --sweep-settlements, "
                 "--payments-holds must be >= 1"
             )
+        check_block_gas_limit(self.block_gas_limit)
 
 
 @dataclass
@@ -184,6 +191,7 @@ class BenchReport:
                 "settlements": self.options.settlements,
                 "batch_axis_settlements": self.options.batch_axis_settlements,
                 "paced_s": self.options.paced_s,
+                "block_gas_limit": self.options.block_gas_limit,  # as asked for; None: anvil's default
                 "node_max_batch": 100,  # of the node-count runs; the batch-size runs name their own
             },
         }
@@ -235,6 +243,7 @@ def run_bench(options: BenchOptions, progress: Progress = lambda _line: None) ->
                     progress=lambda line: progress(f"  {line}"),
                     profile_dir=options.profile_dir and options.profile_dir / name,
                     max_batch=max_batch,
+                    block_gas_limit=options.block_gas_limit,
                 )
                 (report.dvp if i < len(options.nodes) else report.dvp_batches).append(result)
         if options.payments:

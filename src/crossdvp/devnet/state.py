@@ -98,6 +98,10 @@ class ProcessRecord:
 
 @dataclass(frozen=True, slots=True)
 class ChainState:
+    """The devnet's anvil and what is deployed on it. `block_gas_limit` is the limit anvil was
+    started with, None for anvil's default (30,000,000; also what a state file written before the
+    option existed loads as)."""
+
     rpc_url: str
     block_time_s: int
     finality_depth: int
@@ -106,6 +110,7 @@ class ChainState:
     admin_keystore: Path
     token_symbol: str
     token_decimals: int
+    block_gas_limit: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -113,6 +118,7 @@ class ChainState:
             "network": self.asset.network,
             "block_time_s": self.block_time_s,
             "finality_depth": self.finality_depth,
+            "block_gas_limit": self.block_gas_limit,
             "contracts": self.asset.to_dict(),
             "admin_address": self.admin_address,
             "admin_keystore": str(self.admin_keystore),
@@ -131,6 +137,7 @@ class ChainState:
             admin_keystore=Path(d["admin_keystore"]),
             token_symbol=str(d["token_symbol"]),
             token_decimals=int(d["token_decimals"]),
+            block_gas_limit=None if d.get("block_gas_limit") is None else int(d["block_gas_limit"]),
         )
 
 

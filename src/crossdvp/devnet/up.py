@@ -65,7 +65,14 @@ from crossdvp.payments.client import PaymentsClient
 from crossdvp.process import ManagedProcess, free_port, start_process
 from crossdvp.settlement.report import DonConfig, WorkflowIdentity
 
-__all__ = ["DevnetOptions", "Progress", "devnet_up"]
+__all__ = [
+    "MAX_BLOCK_GAS_LIMIT",
+    "MIN_BLOCK_GAS_LIMIT",
+    "DevnetOptions",
+    "Progress",
+    "check_block_gas_limit",
+    "devnet_up",
+]
 
 Progress = Callable[[str], None]
 
@@ -77,12 +84,36 @@ WORKFLOW_NAME = "crossdvp-dvp"
 LEDGER_ID = "crossdvp-payments"
 # What `up` leaves in a directory; a later `up` in the same directory clears exactly these.
 _OWNED = ("keys", "nodes", "logs", "payments.sqlite3", "payments.sqlite3-wal", "payments.sqlite3-shm")
+#: Bounds of `--block-gas-limit` (anvil's `--gas-limit`). The floor rejects values that cannot be
+#: meant (`30` for 30 million); it does not promise that everything fits: a node's 100-item report
+#: takes about 4.3 M gas. The ceiling keeps the limit a signed 64-bit integer (anvil takes a u64).
+MIN_BLOCK_GAS_LIMIT = 1_000_000
+MAX_BLOCK_GAS_LIMIT = 2**63 - 1
+_ANVIL_DEFAULT_GAS_LIMIT = 30_000_000
+
+
+def check_block_gas_limit(value: object, option: str = "--block-gas-limit") -> None:
+    """Reject (ConfigError naming `option`) a block gas limit that is not an int (a bool is not one)
+    in MIN_BLOCK_GAS_LIMIT..MAX_BLOCK_GAS_LIMIT. None (anvil's default, 30,000,000) passes."""
+    if value is None:
+        return
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ConfigError(f"{option} must be an integer, got {value!r}")
+    if not MIN_BLOCK_GAS_LIMIT <= value <= MAX_BLOCK_GAS_LIMIT:
+        raise ConfigError(
+            f"{option} must be from {MIN_BLOCK_GAS_LIMIT:,} to 2**63-1 gas "
+            f"(anvil's default is {_ANVIL_DEFAULT_GAS_LIMIT:,}), got {value:,}"
+        )
 
 
 @dataclass(frozen=True, slots=True)
 class DevnetOptions:
     """What `devnet up` starts. Rejections (ConfigError): fewer than 4 nodes (a DON needs n >= 3f+1
-    with f >= 1); a block time or finality depth below 1; non-positive opening balances."""
+    with f >= 1); a block time or finality depth below 1; a block gas limit that is not an int in
+    1,000,000..2**63-1 (check_block_gas_limit); non-positive opening balances.
+
+    `block_gas_limit` None keeps anvil's default (30,000,000 gas per block). The bench raises it to
+    see what the machine, rather than the chain's block space, can settle per second."""
 
     directory: Path
     nodes: int = 4
@@ -90,6 +121,7 @@ class DevnetOptions:
     chain_id: int = 31337
     block_time_s: int = 1
     finality_depth: int = 2
+    block_gas_limit: int | None = None
     grace_s: int = 600
     seller_shares_minor: int = 10_000 * 10**18  # 10,000 fund shares (18 decimals)
     buyer_cash_minor: int = 100_000_000  # USD 1,000,000.00
@@ -103,12 +135,21 @@ class DevnetOptions:
             raise ConfigError(f"block_time_s must be >= 1, got {self.block_time_s}")
         if self.finality_depth < 1:
             raise ConfigError(f"finality_depth must be >= 1, got {self.finality_depth}")
+        check_block_gas_limit(self.block_gas_limit)
         if self.seller_shares_minor <= 0 or self.buyer_cash_minor <= 0:
             raise ConfigError("opening balances must be positive")
 
     @property
     def f(self) -> int:
         return (self.nodes - 1) // 3
+
+    def anvil_args(self, accounts: int) -> list[str]:
+        """anvil's arguments beyond host, port and chain id: `accounts` funded dev accounts, and the
+        block gas limit if one was chosen."""
+        args = ["--accounts", str(accounts)]
+        if self.block_gas_limit is not None:
+            args += ["--gas-limit", str(self.block_gas_limit)]
+        return args
 
 
 @contextlib.contextmanager
@@ -258,7 +299,7 @@ def _bring_up(
 
     # 1. anvil: enough funded dev accounts for the deployer and one transmitter per node.
     accounts = max(10, n + 1)
-    anvil = start_anvil(logs_dir, chain_id=options.chain_id, extra_args=["--accounts", str(accounts)])
+    anvil = start_anvil(logs_dir, chain_id=options.chain_id, extra_args=options.anvil_args(accounts))
     launcher.add(anvil.process)
     progress(f"anvil running at {anvil.rpc_url} (chain {anvil.chain_id}, pid {anvil.pid})")
     evm = EvmClient(anvil.rpc_url)
@@ -303,7 +344,13 @@ def _bring_up(
     )
     # From here on blocks keep coming without transactions, so confirmation depth advances.
     evm.request("evm_setIntervalMining", [options.block_time_s])
-    progress(f"chain mining a block every {options.block_time_s}s (finality depth {options.finality_depth})")
+    # As the chain reports it, so the operator sees the limit in force, the default included.
+    gas_limit = evm.latest_block().gas_limit
+    chosen = "" if options.block_gas_limit is not None else " (anvil's default)"
+    progress(
+        f"chain mining a block every {options.block_time_s}s, block gas limit {gas_limit:,}{chosen} "
+        f"(finality depth {options.finality_depth})"
+    )
 
     # 4. the payments ledger.
     admin_api_key = "cdp_" + secrets.token_urlsafe(32)
@@ -362,6 +409,7 @@ def _bring_up(
         rpc_url=anvil.rpc_url,
         block_time_s=options.block_time_s,
         finality_depth=options.finality_depth,
+        block_gas_limit=options.block_gas_limit,
         asset=asset,
         admin_address=admin.address,
         admin_keystore=keys_dir / "admin.keystore.json",
