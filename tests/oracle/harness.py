@@ -140,6 +140,14 @@ class Cluster:
             fields.update(override)
             ledger.lock(**fields)  # type: ignore[arg-type]
 
+    async def decide_locked(self) -> None:
+        """Let both ledgers mine a block, then have every node poll and decide once (no rounds yet)."""
+        self.chain.advance(1)
+        self.cash.advance(1)
+        for node in self.nodes:
+            await node.poll_once()
+            node.decide_pending()
+
     def outcome(self, terms: Terms) -> tuple[str | None, str | None]:
         return self.chain.state_of(terms.settlement_id, 0), self.cash.state_of(terms.settlement_id, 1)
 

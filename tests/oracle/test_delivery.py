@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from crossdvp.oracle.delivery import DeliveryScheduler
+from crossdvp.oracle.delivery import MAX_CONCURRENT, DeliveryScheduler
 from crossdvp.oracle.errors import LedgerUnavailable
 from crossdvp.oracle.metrics import NodeMetrics
 from crossdvp.oracle.ports import DeliveryState, DeliveryStatus, SignedReport
@@ -86,3 +86,86 @@ async def test_a_slow_send_does_not_hold_up_the_next_report_nor_does_a_failing_o
     failed = states[3]
     assert failed.state is DeliveryState.NOT_DELIVERED
     assert failed.attempts == 1 and failed.next_check_ms > now_ms and "connection refused" in failed.detail
+
+
+def _scheduler(store: NodeStore, chain: HeldChain) -> DeliveryScheduler:
+    """A scheduler of a one-node DON (it sends every report first), its clock stopped at 1,000 ms."""
+    return DeliveryScheduler(
+        index=0,
+        n=1,
+        store=store,
+        deliverers={NETWORK: chain},
+        metrics=NodeMetrics(),
+        now_ms=lambda: 1_000,
+        stagger_ms=1_000,
+        recheck_ms=1_000,
+    )
+
+
+class HeldChain:
+    """A network where every send waits until the test releases it (a receipt that takes a block)."""
+
+    network = NETWORK
+
+    def __init__(self) -> None:
+        self.release: dict[int, asyncio.Event] = {}
+        self.sending: set[int] = set()
+        self.delivered: set[bytes] = set()
+
+    async def status(self, report: SignedReport) -> DeliveryStatus:
+        landed = report.workflow_execution_id in self.delivered
+        return DeliveryStatus(
+            NETWORK, DeliveryState.DELIVERED if landed else DeliveryState.NOT_DELIVERED, None, ""
+        )
+
+    async def deliver(self, report: SignedReport) -> DeliveryStatus:
+        tag = report.workflow_execution_id[0]
+        self.sending.add(tag)
+        await self.release.setdefault(tag, asyncio.Event()).wait()
+        self.delivered.add(report.workflow_execution_id)
+        return DeliveryStatus(NETWORK, DeliveryState.DELIVERED, f"0xtx{tag}", "")
+
+
+async def test_start_due_sends_a_new_report_while_earlier_ones_wait_and_stop_cancels_them(
+    store: NodeStore,
+) -> None:
+    chain = HeldChain()
+    scheduler = _scheduler(store, chain)
+    store.add_report(_report(1), ["0xa"], [NETWORK], 1_000)
+    assert scheduler.start_due() == 1
+    await asyncio.sleep(0.01)
+    assert chain.sending == {1}
+    assert scheduler.start_due() == 0  # report 1 is being worked on: not started twice
+    # Report 2 completes while report 1 still waits for its receipt: it is sent at once.
+    store.add_report(_report(2), ["0xa"], [NETWORK], 1_000)
+    assert scheduler.start_due() == 1
+    await asyncio.sleep(0.01)
+    assert chain.sending == {1, 2}
+    chain.release.setdefault(2, asyncio.Event()).set()
+    for _ in range(100):
+        if store.deliveries_for(bytes([2]) * 32)[0].state is DeliveryState.DELIVERED:
+            break
+        await asyncio.sleep(0.01)
+    assert store.deliveries_for(bytes([2]) * 32)[0].state is DeliveryState.DELIVERED
+    assert store.deliveries_for(bytes([1]) * 32)[0].state is DeliveryState.NOT_DELIVERED
+    # Stopping cancels report 1's wait; its delivery stays due and is picked up again.
+    await scheduler.stop()
+    assert [d.execution_id[0] for d in store.due_deliveries(1_000)] == [1]
+    assert scheduler.start_due() == 1
+    chain.release[1].set()
+    await asyncio.sleep(0.05)
+    assert store.deliveries_for(bytes([1]) * 32)[0].state is DeliveryState.DELIVERED
+
+
+async def test_start_due_keeps_at_most_max_concurrent_per_network(store: NodeStore) -> None:
+    chain = HeldChain()
+    scheduler = _scheduler(store, chain)
+    for tag in range(1, MAX_CONCURRENT + 4):
+        store.add_report(_report(tag), ["0xa"], [NETWORK], 1_000)
+    assert scheduler.start_due() == MAX_CONCURRENT
+    assert scheduler.start_due() == 0
+    await asyncio.sleep(0.01)
+    chain.release.setdefault(1, asyncio.Event()).set()
+    await asyncio.sleep(0.05)
+    assert scheduler.start_due() == 1  # one finished, one more starts
+    await scheduler.stop()

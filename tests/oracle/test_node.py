@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from crossdvp.oracle.node import Node
+from crossdvp.oracle.node import FULL_DECIDE_PASS_MS, Node
 from crossdvp.oracle.ports import Observed, Observer
 from crossdvp.oracle.store import NodeStore, hex32
 from crossdvp.settlement.report import decode_report
@@ -90,11 +90,7 @@ async def test_leader_of_the_decision_slot_silent_then_next_completes(cluster: C
     for node in cluster.nodes:
         node.store.add_terms(terms, cluster.clock.now_ms())
     cluster.lock(terms)
-    cluster.chain.advance(1)
-    cluster.cash.advance(1)
-    for node in cluster.nodes:
-        await node.poll_once()
-        node.decide_pending()
+    await cluster.decide_locked()
     leader = next(n for n in cluster.nodes if n.is_leader())
     followers = [n for n in cluster.nodes if n is not leader]
     for follower in followers:
@@ -378,3 +374,72 @@ async def test_a_poll_held_open_by_one_network_holds_up_neither_the_other_nor_de
         stop.set()
         await running
         node.store.close()
+
+
+async def test_a_decision_pass_evaluates_what_changed_and_a_periodic_full_pass_the_rest(
+    cluster: Cluster,
+) -> None:
+    """Between full passes, a pass runs the rule only for settlements with new terms or locks, and for
+    those whose deadline a final time reached (a pass over every undecided settlement was a third of a
+    node's busy time in a burst of thousands)."""
+    node = cluster.nodes[0]
+    now_s = cluster.chain.time_s
+    waiting = [dvp_terms(f"waiting-{i}", deadline_s=now_s + 600) for i in range(30)]
+    expiring = dvp_terms("expiring", deadline_s=now_s + 3)
+    for terms in (*waiting, expiring):
+        node.store.add_terms(terms, cluster.clock.now_ms())
+    await node.poll_once()
+    node.decide_pending()  # the first pass on a store is a full one
+
+    def evaluated() -> float:
+        return float(node.metrics.decide_evaluated._value.get())
+
+    before = evaluated()
+    node.decide_pending()
+    assert evaluated() == before  # nothing changed: nothing evaluated
+    locked = waiting[7]
+    cluster.lock(locked)
+    cluster.chain.advance(1)
+    cluster.cash.advance(1)
+    cluster.clock.advance(cluster.step_ms)  # the next poll is due
+    await node.poll_once()
+    node.decide_pending()
+    assert evaluated() == before + 1
+    assert node.store.decision(locked.settlement_id) is not None
+    assert node.store.decision(locked.settlement_id).decision is Decision.SETTLE  # type: ignore[union-attr]
+    # Final times pass the deadline of `expiring`; nothing of it was stored, yet it is evaluated.
+    cluster.chain.advance(5)
+    cluster.cash.advance(5)
+    cluster.clock.advance(cluster.step_ms)
+    await node.poll_once()
+    before = evaluated()
+    node.decide_pending()
+    assert evaluated() == before + 1
+    assert node.store.decision(expiring.settlement_id).decision is Decision.ABORT  # type: ignore[union-attr]
+    # Once FULL_DECIDE_PASS_MS has passed, every undecided settlement is evaluated again.
+    cluster.clock.advance(FULL_DECIDE_PASS_MS)
+    before = evaluated()
+    node.decide_pending()
+    assert evaluated() == before + len(waiting) - 1
+    assert node.metrics.decide_passes.labels(kind="full")._value.get() == 2
+
+
+async def test_a_leader_reports_a_backlog_in_back_to_back_rounds(cluster: Cluster) -> None:
+    """One report per consensus tick capped a burst at (ticks per second x max_batch) settlements/s:
+    the run loop's leader now goes on at once while its rounds complete."""
+    backlog = [dvp_terms(f"backlog-{i}", deadline_s=cluster.chain.time_s + 600) for i in range(250)]
+    for node in cluster.nodes:
+        node.store.add_terms_many(backlog, cluster.clock.now_ms())
+    for terms in backlog:
+        cluster.lock(terms)
+    await cluster.decide_locked()
+    leader = next(n for n in cluster.nodes if n.is_leader())
+    assert leader.settings.max_batch == 100
+    assert await leader.lead_while_complete() == 3  # 100 + 100 + 50, in one call
+    assert leader.store.reports_count() == 3
+    reports = leader.store.reports_for_many(t.settlement_id for t in backlog)
+    reported = [item.settlement_id for stored in reports for item in stored.report.items]
+    assert sorted(reported) == sorted(t.settlement_id for t in backlog)  # each settlement once
+    assert await leader.lead_while_complete() == 0  # nothing left: the round is idle
+    follower = next(n for n in cluster.nodes if n is not leader)
+    assert await follower.lead_while_complete() == 0  # not its slot

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import event
 
 from crossdvp.oracle.errors import EquivocationRefused, TermsConflict
 from crossdvp.oracle.ports import Observed, SignedReport
@@ -160,3 +161,73 @@ def test_reports_for_many_finds_each_report_once_oldest_first(store: NodeStore) 
     assert found[0].report.items == tuple(sorted(first.items, key=lambda i: i.settlement_id))
     assert len(store.reports_for_many([y.settlement_id], limit=1)) == 1
     assert store.reports_for_many([z.settlement_id], limit=8) == []
+
+
+def test_take_touched_reports_new_terms_and_new_locks_once(store: NodeStore) -> None:
+    """What an incremental decision pass evaluates: settlements whose terms or locks were stored."""
+    assert store.take_touched() is None  # a new (or reopened) store: every settlement
+    assert store.take_touched() == set()
+    terms = dvp_terms("touch", deadline_s=2_000)
+    assert store.add_terms(terms, 0)
+    assert not store.add_terms(terms, 1)  # the same terms again change nothing
+    assert store.take_touched() == {terms.settlement_id}
+    assert store.take_touched() == set()
+    store.record_poll(Observed(CASH, (), final_time_s=1_400, cursor="0"), now_ms=1)
+    assert store.take_touched() is None  # a network's first poll: settlements waiting for its view
+    lock = _lock("touch")
+    assert lock.settlement_id == terms.settlement_id
+    store.record_poll(Observed(CASH, (lock,), final_time_s=1_600, cursor="1"), now_ms=2)
+    assert store.take_touched() == {terms.settlement_id}
+    store.record_poll(Observed(CASH, (lock,), final_time_s=1_700, cursor="2"), now_ms=3)  # seen before
+    assert store.take_touched() == set()
+    others = [dvp_terms("touch-b", deadline_s=2_000), dvp_terms("touch-c", deadline_s=2_000)]
+    store.add_terms_many([terms, *others], 4)
+    assert store.take_touched() == {t.settlement_id for t in others}
+
+
+def test_undecided_terms_can_be_limited_to_ids_and_reached_deadlines(store: NodeStore) -> None:
+    early = dvp_terms("u-early", deadline_s=1_000)
+    late = dvp_terms("u-late", deadline_s=3_000)
+    other = dvp_terms("u-other", deadline_s=3_000)
+    for terms in (early, late, other):
+        store.add_terms(terms, 0)
+
+    def ids(found: list[Terms]) -> set[bytes]:
+        return {t.settlement_id for t in found}
+
+    assert ids(store.undecided_terms()) == {early.settlement_id, late.settlement_id, other.settlement_id}
+    assert ids(store.undecided_terms(only=[late.settlement_id])) == {late.settlement_id}
+    assert ids(store.undecided_terms(only=[late.settlement_id], deadline_by_s=1_000)) == {
+        early.settlement_id,
+        late.settlement_id,
+    }
+    assert store.undecided_terms(only=[], deadline_by_s=999) == []
+    store.record_decision(early, Decision.ABORT, 1_000, "deadline passed", 5)
+    assert store.undecided_terms(only=[early.settlement_id], deadline_by_s=5_000) == [
+        t for t in store.undecided_terms() if t.deadline_s <= 5_000
+    ]
+    assert early.settlement_id not in ids(store.undecided_terms(only=[early.settlement_id]))
+
+
+def test_a_poll_that_changes_nothing_writes_nothing(store: NodeStore) -> None:
+    lock = _lock("quiet")
+    store.record_poll(Observed(CASH, (lock,), final_time_s=1_600, cursor="7"), now_ms=1)
+    writes: list[str] = []
+
+    def count(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        if not statement.lstrip().upper().startswith("SELECT"):
+            writes.append(statement)
+
+    event.listen(store.engine, "before_cursor_execute", count)
+    try:
+        # The same lock again, the same cursor, an older final time: nothing to store.
+        assert store.record_poll(Observed(CASH, (lock,), final_time_s=1_500, cursor="7"), now_ms=2) == 0
+        assert writes == []
+        store.record_poll(Observed(CASH, (), final_time_s=1_601, cursor="7"), now_ms=3)  # time advanced
+        assert len(writes) == 1
+        store.record_poll(Observed(CASH, (), final_time_s=1_601, cursor="8"), now_ms=4)  # cursor moved
+        assert len(writes) == 2
+    finally:
+        event.remove(store.engine, "before_cursor_execute", count)
+    state = store.network_state(CASH)
+    assert state is not None and (state.cursor, state.final_time_s, state.last_poll_ms) == ("8", 1_601, 4)

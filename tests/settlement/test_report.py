@@ -8,6 +8,7 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+from eth_abi.abi import decode as abi_decode
 from eth_abi.abi import encode as abi_encode
 from eth_account import Account
 from eth_utils.crypto import keccak
@@ -246,6 +247,40 @@ def test_corrupted_payloads_decode_or_raise_malformed_report(
         return
     # Whatever still decodes is canonical: it re-encodes to the very same bytes.
     assert encode_payload(decoded) == corrupted
+
+
+def _reference_decode(payload: bytes) -> tuple[ReportItem, ...] | None:
+    """What decode_payload accepted when it ran eth_abi: decode, build the items, re-encode, compare."""
+    try:
+        (rows,) = abi_decode(["(bytes32,bytes32,uint8)[]"], payload)
+        items = tuple(ReportItem(sid, th, decision) for sid, th, decision in rows)
+    except Exception:
+        return None
+    canonical = abi_encode(
+        ["(bytes32,bytes32,uint8)[]"], [[(i.settlement_id, i.terms_hash, i.decision) for i in items]]
+    )
+    if canonical != payload or not items or len({i.settlement_id for i in items}) != len(items):
+        return None
+    return items
+
+
+@given(items_st, st.data())
+def test_decode_payload_accepts_exactly_what_eth_abi_and_a_re_encoding_accept(
+    items: list[ReportItem], data: st.DataObject
+) -> None:
+    payload = bytearray(encode_payload(items))
+    for _ in range(data.draw(st.integers(0, 3))):
+        position = data.draw(st.integers(0, len(payload) - 1))
+        payload[position] = data.draw(st.sampled_from([0, 1, 2, 3, 32, 64, 255]))
+    if data.draw(st.booleans()):
+        payload = payload[: data.draw(st.integers(0, len(payload)))]
+    candidate = bytes(payload) + data.draw(st.sampled_from([b"", bytes(32), b"\x01"]))
+    expected = _reference_decode(candidate)
+    try:
+        decoded: tuple[ReportItem, ...] | None = decode_payload(candidate)
+    except MalformedReport:
+        decoded = None
+    assert decoded == expected
 
 
 def test_decode_report_requires_the_derived_execution_id() -> None:

@@ -5,11 +5,16 @@ its first check p * stagger_ms after it stored the report: position 0 sends at o
 later and send only if the report has not landed. Every check reads the outcome from the network
 (deliverer.status) first, so a report delivered by anyone is never sent again by us. Retries back off
 exponentially; a network that refuses the report for good (FAILED) is left to an operator.
+
+A running node starts each due delivery as a task of its own (`start_due`), so a report that is ready
+never waits for other reports' receipts; `tick` works on every due delivery and returns when all are
+done (tests, and anyone stepping a node by hand).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable, Mapping
 
@@ -23,7 +28,8 @@ __all__ = ["DeliveryScheduler", "rotation_position"]
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF_MS = 60_000
-#: Deliveries worked on at once by one tick (each is a few RPC calls, then perhaps a receipt wait).
+#: Deliveries worked on at once per network (each is a few RPC calls, then perhaps a receipt wait);
+#: on a chain, also the most transactions one transmitter has in the mempool at once.
 MAX_CONCURRENT = 16
 
 
@@ -53,6 +59,7 @@ class DeliveryScheduler:
         self._now_ms = now_ms
         self._stagger_ms = stagger_ms
         self._recheck_ms = recheck_ms
+        self._running: dict[tuple[bytes, str], asyncio.Task[int]] = {}
 
     def _backoff(self, attempts: int) -> int:
         return min(MAX_BACKOFF_MS, self._recheck_ms << min(attempts, 10))
@@ -68,6 +75,39 @@ class DeliveryScheduler:
                 return await self._attempt(due)
 
         return sum(await asyncio.gather(*(work(d) for d in self._store.due_deliveries(self._now_ms()))))
+
+    def start_due(self) -> int:
+        """Start a task for each due delivery that is not being worked on, up to MAX_CONCURRENT per
+        network at a time; returns how many started. Does not wait for them: a running node calls
+        this every ~100 ms, and a report completed meanwhile is sent while earlier ones wait for
+        their receipts (with `tick`, it waited for the slowest of them)."""
+        running: dict[str, int] = {}
+        for network in (key[1] for key in self._running):
+            running[network] = running.get(network, 0) + 1
+        started = 0
+        for due in self._store.due_deliveries(self._now_ms()):
+            key = (due.execution_id, due.network)
+            if key in self._running or running.get(due.network, 0) >= MAX_CONCURRENT:
+                continue
+            running[due.network] = running.get(due.network, 0) + 1
+            task = asyncio.create_task(self._attempt(due), name=f"deliver {hex32(due.execution_id)}")
+            self._running[key] = task
+            task.add_done_callback(functools.partial(self._finished, key))
+            started += 1
+        return started
+
+    def _finished(self, key: tuple[bytes, str], _task: asyncio.Task[int]) -> None:
+        self._running.pop(key, None)
+
+    async def stop(self) -> None:
+        """Cancel the deliveries `start_due` started and wait for them to end. A delivery cut short
+        is not lost: its row is still due, and the transaction it may have sent is found on the
+        next attempt (deliverers read the network's outcome before sending)."""
+        tasks = list(self._running.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._running.clear()
 
     async def _attempt(self, due: StoredDelivery) -> int:
         try:

@@ -23,6 +23,12 @@ class NodeMetrics:
             "crossdvp_node_final_time_seconds", "Final-time watermark per network", ["network"], registry=r
         )
         self.decisions = Counter("crossdvp_node_decisions", "Decisions reached", ["decision"], registry=r)
+        self.decide_passes = Counter(
+            "crossdvp_node_decide_passes", "Decision passes, full or incremental", ["kind"], registry=r
+        )
+        self.decide_evaluated = Counter(
+            "crossdvp_node_decide_evaluated", "Undecided settlements put through the rule", registry=r
+        )
         self.rounds = Counter("crossdvp_node_rounds", "Rounds led, by outcome", ["outcome"], registry=r)
         self.signatures = Counter(
             "crossdvp_node_signatures", "Report signatures made by this node", ["role"], registry=r

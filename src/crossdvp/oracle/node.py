@@ -42,6 +42,12 @@ OUTBOX_BACKOFF_MS = 500
 MAX_OUTBOX_BACKOFF_MS = 30_000
 OUTBOX_SINGLES_PER_TICK = 10  # unbatched shares (reports) sent to one peer per tick, one at a time
 ACKED = frozenset({"ok", "duplicate", "conflict"})  # a conflict is final too: resending cannot fix it
+# Between full decision passes, a pass evaluates only the settlements the store saw touched and those
+# whose deadline a final time has reached; the full pass also retries any that could not be decided.
+FULL_DECIDE_PASS_MS = 30_000
+# Rounds a leader runs back to back while each completes a report (a backlog of decisions is reported
+# at the rate rounds complete, not one report per consensus tick).
+MAX_ROUNDS_PER_TICK = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +120,7 @@ class Node:
         # Set when a poll stores an observation; the decide loop waits on it (see run()).
         self._observed = asyncio.Event()
         self._lead_again_ms = 0
+        self._next_full_decide_ms = 0
         self.signer = PeerSigner(
             key=key,
             index=settings.index,
@@ -235,13 +242,28 @@ class Node:
         self.metrics.final_time.labels(network=network).set(observed.final_time_s)
         return True
 
-    def decide_pending(self) -> int:
-        """Run the decision rule for every registered, undecided settlement; returns how many decided.
+    def decide_pending(self, *, full: bool = False) -> int:
+        """Run the decision rule for registered, undecided settlements; returns how many decided.
 
-        The locks of every undecided settlement are read in one query, and the decisions of the
-        pass are persisted in one transaction (before any of them can be signed)."""
+        The rule's inputs for a settlement are its terms, its locks and the final times of its
+        networks. So a pass evaluates only the settlements whose terms or locks were stored since the
+        last pass (`NodeStore.take_touched`) and those whose deadline some network's final time has
+        reached; every FULL_DECIDE_PASS_MS (and when `full`, on the store's first pass, or after a
+        network's first poll) it evaluates all of them. The locks of the evaluated settlements are
+        read in one query, and the decisions of the pass are persisted in one transaction (before
+        any of them can be signed)."""
+        now = self.clock.now_ms()
+        touched = self.store.take_touched()  # before any read: a write after this is in the next pass
         states = {s.network: s for s in self.store.network_states()}
-        undecided = self.store.undecided_terms()
+        if full or touched is None or now >= self._next_full_decide_ms:
+            self._next_full_decide_ms = now + FULL_DECIDE_PASS_MS
+            undecided = self.store.undecided_terms()
+            self.metrics.decide_passes.labels(kind="full").inc()
+        else:
+            latest_final = max((state.final_time_s for state in states.values()), default=None)
+            undecided = self.store.undecided_terms(only=touched, deadline_by_s=latest_final)
+            self.metrics.decide_passes.labels(kind="incremental").inc()
+        self.metrics.decide_evaluated.inc(len(undecided))
         locks_by_settlement = self.store.locks_for_many(t.settlement_id for t in undecided)
         verdicts: list[tuple[Terms, Decision, int, str]] = []
         for terms in undecided:
@@ -369,9 +391,16 @@ class Node:
         return [r.get("status") if isinstance(r, dict) else None for r in results]
 
     async def delivery_tick(self) -> int:
+        """Work on every due delivery and wait for all of them (step(); a process uses start_deliveries)."""
         if self.settings.byzantine is not None:
             await self._deliver_forged()
         return await self.delivery.tick()
+
+    async def start_deliveries(self) -> None:
+        """Start due deliveries as tasks of their own (the run loop's delivery step)."""
+        if self.settings.byzantine is not None:
+            await self._deliver_forged()
+        self.delivery.start_due()
 
     async def _deliver_forged(self) -> None:
         """TEST ONLY: a Byzantine node tries to push its forged reports straight to the networks."""
@@ -388,6 +417,18 @@ class Node:
         await self.outbox_tick()
         await self.consensus_tick()
         await self.delivery_tick()
+
+    async def lead_while_complete(self) -> int:
+        """consensus_tick, again at once while it completes a report (the run loop's consensus step);
+        returns how many reports it completed. Stops at MAX_ROUNDS_PER_TICK, when this node's slot
+        ends, or when a round does not complete (nothing left to report, or no quorum)."""
+        completed = 0
+        while completed < MAX_ROUNDS_PER_TICK:
+            outcome = await self.consensus_tick()
+            if outcome is None or outcome.outcome != "complete":
+                break
+            completed += 1
+        return completed
 
     # -- peer messages -----------------------------------------------------------------------------
 
@@ -513,8 +554,8 @@ class Node:
         loops += [
             ("decide", self._decide_when_observed, observe_tick_ms),
             ("outbox", self.outbox_tick, 100),
-            ("consensus", self.consensus_tick, round_tick_ms),
-            ("delivery", self.delivery_tick, 100),
+            ("consensus", self.lead_while_complete, round_tick_ms),
+            ("delivery", self.start_deliveries, 100),
         ]
         tasks = [
             asyncio.create_task(self._loop(name, work, every_ms, stop)) for name, work, every_ms in loops
@@ -525,6 +566,7 @@ class Node:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            await self.delivery.stop()
 
     async def _observe(self, network: str) -> None:
         if await self._poll(network):

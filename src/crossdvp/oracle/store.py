@@ -3,6 +3,9 @@
 Invariants kept here, not by callers:
 - The locks one poll found and that network's cursor + final time are written in ONE transaction, so
   a crash can neither skip an event nor claim a watermark whose locks were not stored.
+- Every settlement whose inputs to the decision rule changed (new terms, a new lock) is remembered in
+  memory after the write commits, for the node's next incremental decision pass (`take_touched`); a
+  new store starts with "everything touched", so a restarted node's first pass is a full one.
 - A decision is written once per settlement and never replaced (`record_decision` returns the stored
   one if there is one). Signing goes through `record_signature`, which refuses any item that differs
   from the stored decision: this is the node's non-equivocation, and it survives restarts.
@@ -11,6 +14,7 @@ Invariants kept here, not by callers:
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -149,6 +153,9 @@ class NodeStore:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         metadata.create_all(self.engine)
         self._terms_cache: dict[str, Terms] = {}  # settlement id -> parsed terms, insertion order
+        # Settlements touched since the last take_touched(); None = all of them (see take_touched).
+        self._touched: set[str] | None = None
+        self._touched_lock = threading.Lock()
 
     def close(self) -> None:
         self.engine.dispose()
@@ -165,7 +172,9 @@ class NodeStore:
             new = self._insert_terms(conn, terms, now_ms)
             if new:
                 self._enqueue(conn, share_with, "terms", {"terms": terms.to_dict()}, now_ms)
-            return new
+        if new:
+            self._touch([hex32(terms.settlement_id)])
+        return new
 
     def add_terms_many(self, batch: Sequence[Terms], now_ms: int) -> list[bool | TermsConflict]:
         """add_terms for each of `batch` in ONE transaction (one fsync, not one per terms).
@@ -180,6 +189,7 @@ class NodeStore:
                     results.append(self._insert_terms(conn, terms, now_ms))
                 except TermsConflict as exc:  # raised before anything is written for this item
                     results.append(exc)
+        self._touch(hex32(t.settlement_id) for t, new in zip(batch, results, strict=True) if new is True)
         return results
 
     @staticmethod
@@ -250,18 +260,54 @@ class NodeStore:
         with self.engine.connect() as conn:
             return [Terms.from_dict(json.loads(r.terms_json)) for r in conn.execute(query)]
 
-    def undecided_terms(self) -> list[Terms]:
-        """Registered settlements without a decision, by id (the decision rule asks on every poll;
-        each is parsed once, see `_parsed_terms`)."""
-        query = (
+    def undecided_terms(
+        self, *, only: Iterable[bytes] | None = None, deadline_by_s: int | None = None
+    ) -> list[Terms]:
+        """Registered settlements without a decision, by id; each is parsed once (`_parsed_terms`).
+
+        Without arguments: all of them. With `only`: those among `only`, and with `deadline_by_s` also
+        every one whose deadline is at or before it (an incremental decision pass: what was touched,
+        and what a final time past its deadline may now abort).
+        """
+        base = (
             select(terms_table.c.settlement_id, terms_table.c.terms_json)
             .outerjoin(decisions_table, decisions_table.c.settlement_id == terms_table.c.settlement_id)
             .where(decisions_table.c.settlement_id.is_(None))
-            .order_by(terms_table.c.settlement_id)
         )
+        rows: dict[str, str] = {}
         with self.engine.connect() as conn:
-            rows = conn.execute(query).all()
-        return [self._parsed_terms(row.settlement_id, row.terms_json) for row in rows]
+            if only is None:
+                rows.update((r.settlement_id, r.terms_json) for r in conn.execute(base).all())
+            else:
+                ids = sorted({hex32(s) for s in only})
+                for start in range(0, len(ids), _IN_CHUNK):
+                    chunk = base.where(terms_table.c.settlement_id.in_(ids[start : start + _IN_CHUNK]))
+                    rows.update((r.settlement_id, r.terms_json) for r in conn.execute(chunk).all())
+                if deadline_by_s is not None:
+                    expired = base.where(terms_table.c.deadline_s <= deadline_by_s)
+                    rows.update((r.settlement_id, r.terms_json) for r in conn.execute(expired).all())
+        return [self._parsed_terms(sid, rows[sid]) for sid in sorted(rows)]
+
+    def take_touched(self) -> set[bytes] | None:
+        """The settlements whose terms or locks were stored since the previous call (each reported
+        once), or None for "all of them": the first call on a store, and after a network's first
+        poll (settlements waiting for that network's view may now be decided).
+
+        A write is reported only after it committed, so a pass that takes the set and then reads the
+        store sees every row behind it; a write that lands after the take is in the next call's set.
+        """
+        with self._touched_lock:
+            touched, self._touched = self._touched, set()
+        return None if touched is None else {_bytes(sid) for sid in touched}
+
+    def _touch(self, settlement_ids: Iterable[str]) -> None:
+        with self._touched_lock:
+            if self._touched is not None:
+                self._touched.update(settlement_ids)
+
+    def _touch_all(self) -> None:
+        with self._touched_lock:
+            self._touched = None
 
     # -- observations -------------------------------------------------------------------------------
 
@@ -280,14 +326,28 @@ class NodeStore:
     def record_poll(self, observed: Observed, now_ms: int) -> int:
         """Store one poll's locks, cursor and final time atomically; returns how many locks were new.
 
-        The final time never moves backwards (an observer glitch must not un-finalize time).
+        The final time never moves backwards (an observer glitch must not un-finalize time). A poll
+        that found no new lock, kept the cursor and did not advance the final time writes nothing (no
+        disk sync): `last_poll_ms` is the time of the last poll that changed something.
         """
         with self.engine.begin() as conn:
             new = self._insert_locks(conn, observed.locks)
+            first_poll = False
             row = conn.execute(
-                select(networks_table.c.final_time_s).where(networks_table.c.network == observed.network)
+                select(networks_table.c.final_time_s, networks_table.c.cursor).where(
+                    networks_table.c.network == observed.network
+                )
             ).first()
-            if row is None:
+            unchanged = (
+                row is not None
+                and new == 0
+                and row.cursor == observed.cursor
+                and observed.final_time_s <= int(row.final_time_s)
+            )
+            if unchanged:
+                pass
+            elif row is None:
+                first_poll = True
                 conn.execute(
                     insert(networks_table).values(
                         network=observed.network,
@@ -306,6 +366,10 @@ class NodeStore:
                         last_poll_ms=now_ms,
                     )
                 )
+        if first_poll:
+            self._touch_all()
+        elif new:
+            self._touch(hex32(lock.settlement_id) for lock in observed.locks)
         return new
 
     @staticmethod

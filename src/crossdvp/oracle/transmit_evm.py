@@ -153,6 +153,9 @@ class EvmDeliverer:
         self._rpc = JsonRpcClient(rpc_url, timeout_s=timeout_s, transport=transport)
         self._abi = _ForwarderAbi(load_artifact("KeystoneForwarder").abi, load_artifact("DvPEscrow").abi)
         self._send_lock = asyncio.Lock()
+        # The chain's head as last read, and when (loop time): shared by every receipt waiter.
+        self._head: tuple[int, float] | None = None
+        self._head_lock = asyncio.Lock()
         # Transactions this process sent and has not seen mined, by workflow execution id: a second
         # deliver() while one is in the mempool reports PENDING instead of paying for a duplicate.
         self._in_flight: dict[bytes, _Sent] = {}
@@ -395,15 +398,31 @@ class EvmDeliverer:
         return _Sent(tx_hash=tx_hash, gas=gas)
 
     async def _wait_receipt(self, tx_hash: str) -> Mapping[str, Any] | None:
+        """The transaction's receipt, or None after receipt_timeout_s. The receipt is asked for again
+        only when the head has moved: many deliveries waiting at once share one eth_blockNumber per
+        receipt_poll_s instead of each polling its receipt that often."""
         loop = asyncio.get_running_loop()
         give_up = loop.time() + self.receipt_timeout_s
         while True:
+            seen = await self._head_number()
             receipt = await self._rpc.call("eth_getTransactionReceipt", [tx_hash])
             if isinstance(receipt, Mapping):
                 return receipt
-            if loop.time() >= give_up:
-                return None
-            await asyncio.sleep(self.receipt_poll_s)
+            while True:
+                if loop.time() >= give_up:
+                    return None
+                await asyncio.sleep(self.receipt_poll_s)
+                if await self._head_number() != seen:
+                    break
+
+    async def _head_number(self) -> int:
+        """eth_blockNumber, read at most once per receipt_poll_s by all callers together."""
+        loop = asyncio.get_running_loop()
+        async with self._head_lock:
+            if self._head is None or loop.time() - self._head[1] >= self.receipt_poll_s:
+                number = hex_int(await self._rpc.call("eth_blockNumber", []), "eth_blockNumber")
+                self._head = (number, loop.time())
+            return self._head[0]
 
 
 def _report_id(report: SignedReport) -> bytes:
