@@ -83,3 +83,52 @@ async def test_peer_endpoint_health_and_metrics(cluster: Cluster) -> None:
         text = (await client.get("/metrics")).text
         assert 'crossdvp_node_peer_messages_dropped_total{reason="bad_signature"} 1.0' in text
         assert 'crossdvp_node_peer_messages_received_total{kind="terms"} 1.0' in text
+
+
+async def test_register_a_batch_one_result_per_item_and_shared_with_every_peer(cluster: Cluster) -> None:
+    deadline = cluster.chain.time_s + 30
+    known = dvp_terms("batch-known", deadline_s=deadline)
+    fresh = [dvp_terms(f"batch-{i}", deadline_s=deadline) for i in range(3)]
+    conflicting = dvp_terms("batch-known", deadline_s=deadline + 1)  # same id, other terms
+    invalid = fresh[0].to_dict() | {"settlement_id": hex32(b"\x07" * 32), "legs": []}
+    cluster.nodes[0].register_terms(known)
+    async with _client(cluster) as client:
+        body = {
+            "settlements": [
+                fresh[0].to_dict(),
+                known.to_dict(),
+                invalid,
+                conflicting.to_dict(),
+                fresh[1].to_dict(),
+                "not terms",
+                fresh[2].to_dict(),
+            ]
+        }
+        response = await client.post("/v1/settlements/batch", json=body)
+        assert response.status_code == 200
+        results = response.json()["results"]
+        assert [r["status"] for r in results] == [201, 200, 422, 409, 201, 422, 201]
+        assert [r["settlement_id"] for r in results] == [
+            hex32(fresh[0].settlement_id),
+            hex32(known.settlement_id),
+            hex32(b"\x07" * 32),
+            hex32(known.settlement_id),
+            hex32(fresh[1].settlement_id),
+            None,
+            hex32(fresh[2].settlement_id),
+        ]
+        assert "legs" in results[2]["problem"]["detail"]
+        assert results[3]["problem"]["status"] == 409 and "problem" not in results[0]
+        # The same batch again: nothing new, and the refused items are refused again.
+        again = (await client.post("/v1/settlements/batch", json=body)).json()["results"]
+        assert [r["status"] for r in again] == [200, 200, 422, 409, 200, 422, 200]
+        for bad in ({}, {"settlements": []}, {"settlements": [{}] * 201}, [fresh[0].to_dict()]):
+            refused = await client.post("/v1/settlements/batch", json=bad)
+            assert refused.status_code == 422
+            assert refused.headers["content-type"].startswith("application/problem+json")
+        assert (await client.post("/v1/settlements/batch", content=b"{")).status_code == 422
+    assert cluster.nodes[0].store.get_terms(conflicting.settlement_id) == known
+    # New terms reach every peer through the outbox, as single registrations do.
+    await cluster.run(2)
+    for node in cluster.nodes:
+        assert all(node.store.get_terms(t.settlement_id) == t for t in fresh)

@@ -1,6 +1,7 @@
 """The node's HTTP API (FastAPI): register and inspect settlements, the peer endpoint, health, metrics.
 
     POST /v1/settlements          register terms (validated, shared with every peer); 201 new, 200 known
+    POST /v1/settlements/batch    register up to 200 terms in one transaction; a result per item
     GET  /v1/settlements          list (?status=pending|decided|reported|delivered&limit=&after=0x..)
     GET  /v1/settlements/{id}     status, legs, locks seen, decision, reports (hex) and deliveries
     POST /v1/peer/messages        the peer transport (authenticated envelopes, see peers.py)
@@ -19,6 +20,7 @@ from fastapi.responses import JSONResponse, Response
 
 from crossdvp.oracle.errors import TermsConflict
 from crossdvp.oracle.node import Node
+from crossdvp.oracle.peers import MAX_TERMS_PER_BATCH
 from crossdvp.oracle.ports import DeliveryState
 from crossdvp.oracle.store import hex32
 from crossdvp.settlement.decision import lock_matches
@@ -28,6 +30,8 @@ from crossdvp.settlement.terms import Terms
 __all__ = ["create_app", "settlement_view"]
 
 STATUSES = ("pending", "decided", "reported", "delivered")
+#: Terms per POST /v1/settlements/batch (the same bound as a peer's terms batch).
+MAX_REGISTER_BATCH = MAX_TERMS_PER_BATCH
 
 
 def problem(status: int, title: str, detail: str) -> JSONResponse:
@@ -36,6 +40,17 @@ def problem(status: int, title: str, detail: str) -> JSONResponse:
         status_code=status,
         media_type="application/problem+json",
     )
+
+
+def _item_problem(item: object, status: int, title: str, detail: str) -> dict[str, Any]:
+    """One refused item of a batch: its settlement id if it named a well-formed one, and the problem."""
+    named = item.get("settlement_id") if isinstance(item, dict) else None
+    parsed = _settlement_id(named) if isinstance(named, str) else None
+    return {
+        "settlement_id": None if parsed is None else hex32(parsed),
+        "status": status,
+        "problem": {"type": "about:blank", "title": title, "status": status, "detail": detail},
+    }
 
 
 def settlement_view(node: Node, terms: Terms) -> dict[str, Any]:
@@ -146,6 +161,52 @@ def create_app(node: Node) -> FastAPI:
         except TermsConflict as exc:
             return problem(409, "Settlement id already registered with other terms", str(exc))
         return JSONResponse(settlement_view(node, terms), status_code=201 if new else 200)
+
+    @app.post("/v1/settlements/batch", response_model=None)
+    async def register_batch(request: Request) -> JSONResponse:
+        """Register many terms at once: one store transaction (one disk sync) for all of them.
+
+        The body is {"settlements": [terms, ...]} with 1..MAX_REGISTER_BATCH items. The answer is 200
+        with one result per item, in order: {"settlement_id", "status"} where status is what
+        POST /v1/settlements would answer (201 new, 200 known, 409 other terms under that id, 422
+        invalid terms), and a "problem" for 409 and 422. An invalid item is refused alone; a body
+        that is not such a list is refused whole (422).
+        """
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        raw = body.get("settlements") if isinstance(body, dict) else None
+        if not isinstance(raw, list) or not 1 <= len(raw) <= MAX_REGISTER_BATCH:
+            return problem(
+                422,
+                "Invalid batch",
+                f'the body must be {{"settlements": [terms, ...]}} with 1 to {MAX_REGISTER_BATCH} terms',
+            )
+        results: list[dict[str, Any] | None] = []
+        valid: list[Terms] = []
+        for item in raw:
+            try:
+                valid.append(Terms.from_dict(item))
+                results.append(None)
+            except SettlementError as exc:
+                results.append(_item_problem(item, 422, "Invalid terms", str(exc)))
+            except (TypeError, KeyError, ValueError, AttributeError) as exc:
+                results.append(_item_problem(item, 422, "Invalid terms", f"malformed terms: {exc}"))
+        registered = iter(zip(valid, node.register_terms_many(valid), strict=True))
+        out: list[dict[str, Any]] = []
+        for result in results:
+            if result is not None:
+                out.append(result)
+                continue
+            terms, outcome = next(registered)
+            sid = hex32(terms.settlement_id)
+            if isinstance(outcome, TermsConflict):
+                title = "Settlement id already registered with other terms"
+                out.append(_item_problem({"settlement_id": sid}, 409, title, str(outcome)))
+            else:
+                out.append({"settlement_id": sid, "status": 201 if outcome else 200})
+        return JSONResponse({"results": out})
 
     @app.get("/v1/settlements/{settlement_id}", response_model=None)
     async def get_settlement(settlement_id: str) -> JSONResponse:

@@ -176,18 +176,33 @@ class Node:
 
         Raises TermsConflict when the id already holds different terms.
         """
-        others = [m for m in range(len(self.settings.don.signers)) if m != self.index]
-        new = self.store.add_terms(terms, self.clock.now_ms(), share_with=others)
+        new = self.store.add_terms(terms, self.clock.now_ms(), share_with=self._peers())
         if new:
-            sid = hex32(terms.settlement_id)
-            log.info(
-                "settlement %s registered (%d legs, deadline %d)",
-                sid,
-                len(terms.legs),
-                terms.deadline_s,
-                extra={"settlement_id": sid},
-            )
+            self._log_registered(terms)
         return new
+
+    def register_terms_many(self, batch: Sequence[Terms]) -> list[bool | TermsConflict]:
+        """register_terms for each of `batch` in one store transaction; per item True (new), False
+        (the identical terms were known) or the TermsConflict register_terms would raise."""
+        results = self.store.add_terms_many(batch, self.clock.now_ms(), share_with=self._peers())
+        for terms, result in zip(batch, results, strict=True):
+            if result is True:
+                self._log_registered(terms)
+        return results
+
+    def _peers(self) -> list[int]:
+        return [m for m in range(len(self.settings.don.signers)) if m != self.index]
+
+    @staticmethod
+    def _log_registered(terms: Terms) -> None:
+        sid = hex32(terms.settlement_id)
+        log.info(
+            "settlement %s registered (%d legs, deadline %d)",
+            sid,
+            len(terms.legs),
+            terms.deadline_s,
+            extra={"settlement_id": sid},
+        )
 
     # -- observe and decide ------------------------------------------------------------------------
 

@@ -176,19 +176,27 @@ class NodeStore:
             self._touch([hex32(terms.settlement_id)])
         return new
 
-    def add_terms_many(self, batch: Sequence[Terms], now_ms: int) -> list[bool | TermsConflict]:
-        """add_terms for each of `batch` in ONE transaction (one fsync, not one per terms).
+    def add_terms_many(
+        self, batch: Sequence[Terms], now_ms: int, *, share_with: Iterable[int] = ()
+    ) -> list[bool | TermsConflict]:
+        """add_terms for each of `batch` in ONE transaction (one fsync, not one per terms), new terms
+        queued for the members `share_with` in the same transaction.
 
         Per item: True (new), False (identical terms already stored) or the TermsConflict add_terms
         would raise; a conflict does not stop the other items.
         """
+        members = list(share_with)
         results: list[bool | TermsConflict] = []
         with self.engine.begin() as conn:
             for terms in batch:
                 try:
-                    results.append(self._insert_terms(conn, terms, now_ms))
+                    new = self._insert_terms(conn, terms, now_ms)
                 except TermsConflict as exc:  # raised before anything is written for this item
                     results.append(exc)
+                    continue
+                if new:
+                    self._enqueue(conn, members, "terms", {"terms": terms.to_dict()}, now_ms)
+                results.append(new)
         self._touch(hex32(t.settlement_id) for t, new in zip(batch, results, strict=True) if new is True)
         return results
 
