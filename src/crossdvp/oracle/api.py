@@ -34,23 +34,26 @@ STATUSES = ("pending", "decided", "reported", "delivered")
 MAX_REGISTER_BATCH = MAX_TERMS_PER_BATCH
 
 
+def _problem_body(status: int, title: str, detail: str) -> dict[str, Any]:
+    return {"type": "about:blank", "title": title, "status": status, "detail": detail}
+
+
 def problem(status: int, title: str, detail: str) -> JSONResponse:
     return JSONResponse(
-        {"type": "about:blank", "title": title, "status": status, "detail": detail},
-        status_code=status,
-        media_type="application/problem+json",
+        _problem_body(status, title, detail), status_code=status, media_type="application/problem+json"
     )
 
 
-def _item_problem(item: object, status: int, title: str, detail: str) -> dict[str, Any]:
-    """One refused item of a batch: its settlement id if it named a well-formed one, and the problem."""
+def _item_problem(settlement_id: str | None, status: int, title: str, detail: str) -> dict[str, Any]:
+    """One refused item of a batch: its settlement id (None if it named none) and the problem."""
+    return {"settlement_id": settlement_id, "status": status, "problem": _problem_body(status, title, detail)}
+
+
+def _named_id(item: object) -> str | None:
+    """The settlement id an invalid item names, if it names a well-formed one."""
     named = item.get("settlement_id") if isinstance(item, dict) else None
     parsed = _settlement_id(named) if isinstance(named, str) else None
-    return {
-        "settlement_id": None if parsed is None else hex32(parsed),
-        "status": status,
-        "problem": {"type": "about:blank", "title": title, "status": status, "detail": detail},
-    }
+    return None if parsed is None else hex32(parsed)
 
 
 def settlement_view(node: Node, terms: Terms) -> dict[str, Any]:
@@ -190,9 +193,10 @@ def create_app(node: Node) -> FastAPI:
                 valid.append(Terms.from_dict(item))
                 results.append(None)
             except SettlementError as exc:
-                results.append(_item_problem(item, 422, "Invalid terms", str(exc)))
+                results.append(_item_problem(_named_id(item), 422, "Invalid terms", str(exc)))
             except (TypeError, KeyError, ValueError, AttributeError) as exc:
-                results.append(_item_problem(item, 422, "Invalid terms", f"malformed terms: {exc}"))
+                detail = f"malformed terms: {exc}"
+                results.append(_item_problem(_named_id(item), 422, "Invalid terms", detail))
         registered = iter(zip(valid, node.register_terms_many(valid), strict=True))
         out: list[dict[str, Any]] = []
         for result in results:
@@ -203,7 +207,7 @@ def create_app(node: Node) -> FastAPI:
             sid = hex32(terms.settlement_id)
             if isinstance(outcome, TermsConflict):
                 title = "Settlement id already registered with other terms"
-                out.append(_item_problem({"settlement_id": sid}, 409, title, str(outcome)))
+                out.append(_item_problem(sid, 409, title, str(outcome)))
             else:
                 out.append({"settlement_id": sid, "status": 201 if outcome else 200})
         return JSONResponse({"results": out})

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+from collections import Counter
 from collections.abc import Callable, Mapping
 
 from crossdvp.errors import CrossDvpError
@@ -81,15 +82,13 @@ class DeliveryScheduler:
         network at a time; returns how many started. Does not wait for them: a running node calls
         this every ~100 ms, and a report completed meanwhile is sent while earlier ones wait for
         their receipts (with `tick`, it waited for the slowest of them)."""
-        running: dict[str, int] = {}
-        for network in (key[1] for key in self._running):
-            running[network] = running.get(network, 0) + 1
+        running = Counter(network for _, network in self._running)
         started = 0
         for due in self._store.due_deliveries(self._now_ms()):
             key = (due.execution_id, due.network)
-            if key in self._running or running.get(due.network, 0) >= MAX_CONCURRENT:
+            if key in self._running or running[due.network] >= MAX_CONCURRENT:
                 continue
-            running[due.network] = running.get(due.network, 0) + 1
+            running[due.network] += 1
             task = asyncio.create_task(self._attempt(due), name=f"deliver {hex32(due.execution_id)}")
             self._running[key] = task
             task.add_done_callback(functools.partial(self._finished, key))

@@ -176,33 +176,27 @@ class Node:
 
         Raises TermsConflict when the id already holds different terms.
         """
-        new = self.store.add_terms(terms, self.clock.now_ms(), share_with=self._peers())
-        if new:
-            self._log_registered(terms)
-        return new
+        (result,) = self.register_terms_many([terms])
+        if isinstance(result, TermsConflict):
+            raise result
+        return result
 
     def register_terms_many(self, batch: Sequence[Terms]) -> list[bool | TermsConflict]:
         """register_terms for each of `batch` in one store transaction; per item True (new), False
         (the identical terms were known) or the TermsConflict register_terms would raise."""
-        results = self.store.add_terms_many(batch, self.clock.now_ms(), share_with=self._peers())
+        others = [m for m in range(len(self.settings.don.signers)) if m != self.index]
+        results = self.store.add_terms_many(batch, self.clock.now_ms(), share_with=others)
         for terms, result in zip(batch, results, strict=True):
             if result is True:
-                self._log_registered(terms)
+                sid = hex32(terms.settlement_id)
+                log.info(
+                    "settlement %s registered (%d legs, deadline %d)",
+                    sid,
+                    len(terms.legs),
+                    terms.deadline_s,
+                    extra={"settlement_id": sid},
+                )
         return results
-
-    def _peers(self) -> list[int]:
-        return [m for m in range(len(self.settings.don.signers)) if m != self.index]
-
-    @staticmethod
-    def _log_registered(terms: Terms) -> None:
-        sid = hex32(terms.settlement_id)
-        log.info(
-            "settlement %s registered (%d legs, deadline %d)",
-            sid,
-            len(terms.legs),
-            terms.deadline_s,
-            extra={"settlement_id": sid},
-        )
 
     # -- observe and decide ------------------------------------------------------------------------
 
@@ -257,20 +251,20 @@ class Node:
         self.metrics.final_time.labels(network=network).set(observed.final_time_s)
         return True
 
-    def decide_pending(self, *, full: bool = False) -> int:
+    def decide_pending(self) -> int:
         """Run the decision rule for registered, undecided settlements; returns how many decided.
 
         The rule's inputs for a settlement are its terms, its locks and the final times of its
         networks. So a pass evaluates only the settlements whose terms or locks were stored since the
         last pass (`NodeStore.take_touched`) and those whose deadline some network's final time has
-        reached; every FULL_DECIDE_PASS_MS (and when `full`, on the store's first pass, or after a
-        network's first poll) it evaluates all of them. The locks of the evaluated settlements are
+        reached; every FULL_DECIDE_PASS_MS (and on the store's first pass, or after a network's first
+        poll) it evaluates all of them. The locks of the evaluated settlements are
         read in one query, and the decisions of the pass are persisted in one transaction (before
         any of them can be signed)."""
         now = self.clock.now_ms()
         touched = self.store.take_touched()  # before any read: a write after this is in the next pass
         states = {s.network: s for s in self.store.network_states()}
-        if full or touched is None or now >= self._next_full_decide_ms:
+        if touched is None or now >= self._next_full_decide_ms:
             self._next_full_decide_ms = now + FULL_DECIDE_PASS_MS
             undecided = self.store.undecided_terms()
             self.metrics.decide_passes.labels(kind="full").inc()

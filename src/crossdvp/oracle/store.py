@@ -168,13 +168,10 @@ class NodeStore:
 
         Raises TermsConflict when the settlement id already holds different terms.
         """
-        with self.engine.begin() as conn:
-            new = self._insert_terms(conn, terms, now_ms)
-            if new:
-                self._enqueue(conn, share_with, "terms", {"terms": terms.to_dict()}, now_ms)
-        if new:
-            self._touch([hex32(terms.settlement_id)])
-        return new
+        (result,) = self.add_terms_many([terms], now_ms, share_with=share_with)
+        if isinstance(result, TermsConflict):
+            raise result
+        return result
 
     def add_terms_many(
         self, batch: Sequence[Terms], now_ms: int, *, share_with: Iterable[int] = ()
@@ -340,22 +337,13 @@ class NodeStore:
         """
         with self.engine.begin() as conn:
             new = self._insert_locks(conn, observed.locks)
-            first_poll = False
             row = conn.execute(
                 select(networks_table.c.final_time_s, networks_table.c.cursor).where(
                     networks_table.c.network == observed.network
                 )
             ).first()
-            unchanged = (
-                row is not None
-                and new == 0
-                and row.cursor == observed.cursor
-                and observed.final_time_s <= int(row.final_time_s)
-            )
-            if unchanged:
-                pass
-            elif row is None:
-                first_poll = True
+            first_poll = row is None
+            if row is None:
                 conn.execute(
                     insert(networks_table).values(
                         network=observed.network,
@@ -364,7 +352,7 @@ class NodeStore:
                         last_poll_ms=now_ms,
                     )
                 )
-            else:
+            elif new or row.cursor != observed.cursor or observed.final_time_s > int(row.final_time_s):
                 conn.execute(
                     update(networks_table)
                     .where(networks_table.c.network == observed.network)
