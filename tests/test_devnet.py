@@ -4,9 +4,12 @@ directory — its state file, a refused second `up`, status, and `down` stopping
 from __future__ import annotations
 
 import json
+import math
 import stat
+import time
 import tomllib
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -16,6 +19,7 @@ from crossdvp.chain.anvil import running_anvil
 from crossdvp.chain.client import EvmClient
 from crossdvp.chain.deploy import AssetNetwork
 from crossdvp.cli import app
+from crossdvp.client import Desk
 from crossdvp.devnet import (
     ChainState,
     DevnetError,
@@ -28,10 +32,13 @@ from crossdvp.devnet import (
     load_state,
 )
 from crossdvp.devnet._toml import dumps
+from crossdvp.devnet.nodeconfig import NodeTiming, poll_interval_ms_for
 from crossdvp.devnet.state import ProcessRecord
+from crossdvp.devnet.up import MIN_BLOCK_TIME_S
 from crossdvp.errors import ConfigError
 from crossdvp.oracle.config import load_config
 from crossdvp.process import pid_alive
+from crossdvp.settlement.terms import Decision
 
 pytestmark = pytest.mark.integration
 
@@ -162,6 +169,61 @@ def test_devnet_up_cli_takes_a_block_gas_limit_and_refuses_a_bad_one_before_star
     assert not (tmp_path / "devnet.json").exists() and not (tmp_path / "logs").exists()
 
 
+@pytest.mark.parametrize("value", [0.049, 0, -1, math.nan, math.inf, True, "0.1", None])
+def test_options_reject_a_block_time_below_the_floor_or_not_a_number(tmp_path: Path, value: object) -> None:
+    with pytest.raises(ConfigError, match=r"--block-time must be .*seconds.*got") as raised:
+        DevnetOptions(tmp_path, block_time_s=value)  # type: ignore[arg-type]
+    assert repr(value) in str(raised.value)
+
+
+@pytest.mark.parametrize("value", [MIN_BLOCK_TIME_S, 0.1, 1, 2, 2.5])
+def test_options_accept_a_whole_or_fractional_block_time(tmp_path: Path, value: float) -> None:
+    assert DevnetOptions(tmp_path, block_time_s=value).block_time_s == value
+
+
+@pytest.mark.parametrize("value", [0, -1, True, 1.5])
+def test_options_reject_a_finality_depth_that_is_not_a_positive_int(tmp_path: Path, value: object) -> None:
+    with pytest.raises(ConfigError, match="--finality-depth must be an integer >= 1"):
+        DevnetOptions(tmp_path, finality_depth=value)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("block_time_s", "timing", "expected_ms"),
+    [
+        (1, NodeTiming(), 250),  # the default stays
+        (2, NodeTiming(), 250),  # never slower than the timing asks
+        (0.1, NodeTiming(), 25),
+        (0.05, NodeTiming(), 12),
+        (0.1, NodeTiming(poll_interval_ms=15), 15),  # an explicit smaller interval is kept
+        (1, NodeTiming(poll_interval_ms=100), 100),
+    ],
+)
+def test_the_nodes_poll_a_few_times_per_block(
+    block_time_s: float, timing: NodeTiming, expected_ms: int
+) -> None:
+    assert poll_interval_ms_for(timing, block_time_s) == expected_ms
+
+
+def test_the_node_configs_get_the_poll_interval_of_the_block_time(tmp_path: Path) -> None:
+    fast = DevnetOptions(tmp_path, block_time_s=0.1, timing=NodeTiming(max_batch=7))
+    assert fast.node_timing == NodeTiming(poll_interval_ms=25, max_batch=7)
+    assert DevnetOptions(tmp_path).node_timing == NodeTiming()
+
+
+def test_devnet_up_cli_takes_a_fractional_block_time_and_refuses_a_bad_one_before_starting(
+    tmp_path: Path,
+) -> None:
+    shown = CliRunner().invoke(app, ["devnet", "up", "--help"])
+    assert shown.exit_code == 0 and "--block-time" in shown.stdout and "0.05" in shown.stdout
+    for bad in ("0.01", "nan", "-1"):
+        result = CliRunner().invoke(app, ["devnet", "up", "--block-time", bad, "--dir", str(tmp_path)])
+        assert result.exit_code == 2, result.output
+        assert result.stderr.startswith("crossdvp devnet up: --block-time must be"), result.stderr
+    not_a_number = CliRunner().invoke(app, ["devnet", "up", "--block-time", "fast", "--dir", str(tmp_path)])
+    assert not_a_number.exit_code == 2
+    assert not (tmp_path / "devnet.json").exists() and not (tmp_path / "logs").exists()
+
+
 def _chain_state(block_gas_limit: int | None = None) -> ChainState:
     asset = AssetNetwork(
         chain_id=31337,
@@ -194,6 +256,19 @@ def test_state_round_trips_the_block_gas_limit_and_loads_a_state_file_without_it
     del raw["chain"]["block_gas_limit"]
     old = DevnetState.from_dict(raw)
     assert old.chain is not None and old.chain.block_gas_limit is None
+
+
+def test_state_round_trips_a_fractional_block_time_and_loads_an_int_one(tmp_path: Path) -> None:
+    chain = replace(_chain_state(), block_time_s=0.1)
+    state = DevnetState(directory=tmp_path, created_at_s=1, password_file=tmp_path / "pw", chain=chain)
+    raw = json.loads(json.dumps(state.to_dict()))
+    assert raw["chain"]["block_time_s"] == 0.1
+    assert DevnetState.from_dict(raw) == state
+    # A devnet.json written when the block time was an int.
+    raw["chain"]["block_time_s"] = 2
+    old = DevnetState.from_dict(raw)
+    assert old.chain is not None and old.chain.block_time_s == 2.0
+    assert isinstance(old.chain.block_time_s, float)
 
 
 def test_up_refuses_to_clear_a_directory_that_is_not_a_devnet(tmp_path: Path) -> None:
@@ -231,3 +306,48 @@ def test_toml_writer_round_trips_node_config_shapes() -> None:
     assert parsed["node"] == {"index": 0, "name": "node-0", "data_dir": "/tmp/x", "dev": False}
     assert parsed["don"]["members"][0]["signer"] == "0x" + "11" * 20
     assert parsed["networks"] == [{"kind": "evm", "finality": 2}, {"kind": "payments"}]
+
+
+# -- sub-second blocks ----------------------------------------------------------------------------
+
+
+def test_a_devnet_with_tenth_of_a_second_blocks_comes_up_mines_fast_and_settles_a_dvp(tmp_path: Path) -> None:
+    """anvil mines on a 0.1 s interval from the start (deployment waits for receipts as blocks come),
+    the nodes poll every 25 ms, and a DvP settles end to end. The block-rate bound is loose (10 a
+    second asked, 4 required) so that a loaded machine does not make it flaky."""
+    progress: list[str] = []
+    try:
+        state = devnet_up(DevnetOptions(tmp_path, block_time_s=0.1), progress.append)
+        assert state.chain is not None and state.chain.block_time_s == 0.1
+        assert json.loads((tmp_path / "devnet.json").read_text())["chain"]["block_time_s"] == 0.1
+        assert any("chain mining a block every 0.1s" in line for line in progress), progress
+        names = [p.name for p in state.processes]
+        assert names == ["anvil", "payments", *(f"node-{i}" for i in range(4))]
+        anvil = state.process("anvil")
+        assert anvil is not None
+        argv = Path(f"/proc/{anvil.pid}/cmdline").read_bytes().split(b"\0")
+        assert argv[argv.index(b"--block-time") + 1] == b"0.1"  # interval mining from the start
+        for node in state.nodes:
+            assert tomllib.loads(node.config.read_text())["node"]["poll_interval_ms"] == 25
+        evm = EvmClient(state.chain.rpc_url)
+        first = evm.block_number()
+        time.sleep(1.0)
+        assert evm.block_number() - first >= 4  # about 10 at 0.1 s blocks
+        with Desk.from_devnet(tmp_path) as desk:
+            terms = desk.propose(
+                asset_amount=10**18,
+                cash_amount=10_000,
+                currency="USD",
+                buyer="buyer",
+                seller="seller",
+                deadline_s=desk.deadline_in(60),
+            )
+            outcome = desk.settle(terms, buyer="buyer", seller="seller", timeout_s=30)
+        assert outcome.decision is Decision.SETTLE
+        chain_leg, cash_leg = outcome.status.legs
+        assert chain_leg.state == "settled" and cash_leg.state == "settled"
+        before, after = outcome.balances_before["buyer"], outcome.balances_after["buyer"]
+        assert after.shares_minor - before.shares_minor == 10**18
+    finally:
+        devnet_down(tmp_path)
+    assert not any(pid_alive(p.pid) for p in load_state(tmp_path).processes)

@@ -91,7 +91,14 @@ def devnet_up_command(
         ),
     ] = None,
     directory: DirOption = None,
-    block_time: Annotated[int, typer.Option("--block-time", help="Seconds between blocks.")] = 1,
+    block_time: Annotated[
+        float,
+        typer.Option(
+            "--block-time",
+            help="Seconds between blocks; fractions allowed down to 0.05, e.g. 0.1 for ten blocks a "
+            "second (the nodes then poll the chain every quarter block).",
+        ),
+    ] = 1,
     finality_depth: Annotated[
         int, typer.Option("--finality-depth", help="Confirmations the nodes wait for.")
     ] = 2,

@@ -6,6 +6,7 @@ bench is a program that prints figures, and a shared 2-core machine makes any ti
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from typer.testing import CliRunner
 
 from crossdvp.bench.cli import _summary
 from crossdvp.bench.dvp import percentile
+from crossdvp.bench.monitor import chain_poll_s_for
 from crossdvp.bench.profile import hot_spots
 from crossdvp.bench.run import BenchOptions, BenchReport, parse_sizes
 from crossdvp.cli import app
@@ -58,6 +60,47 @@ def test_block_gas_limit_is_in_the_run_section_and_the_summary_only_when_chosen(
     assert "block_gas_limit" not in _summary(default)
 
 
+def test_block_time_and_finality_depth_are_validated_and_in_the_run_section() -> None:
+    for bad in (0.01, math.nan, math.inf, True, "1"):
+        with pytest.raises(ConfigError, match="--block-time must be"):
+            BenchOptions(block_time_s=bad)  # type: ignore[arg-type]
+    for bad_depth in (0, -2, True):
+        with pytest.raises(ConfigError, match="--finality-depth must be an integer >= 1"):
+            BenchOptions(finality_depth=bad_depth)
+    default = BenchReport(options=BenchOptions(), started_at_s=0).to_dict()
+    assert default["run"]["block_time_s"] == 1.0 and default["run"]["finality_depth"] == 2
+    fast = BenchReport(options=BenchOptions(block_time_s=0.1, finality_depth=3), started_at_s=0).to_dict()
+    assert fast["run"]["block_time_s"] == 0.1 and fast["run"]["finality_depth"] == 3
+    assert "block_time_s" in _summary(fast) and "0.1 (devnets; finality depth 3)" in _summary(fast)
+
+
+def test_the_monitor_stamps_blocks_ten_times_a_block_on_short_blocks() -> None:
+    assert chain_poll_s_for(1) == 0.02
+    assert chain_poll_s_for(0.2) == 0.02
+    assert chain_poll_s_for(0.1) == pytest.approx(0.01)
+    assert chain_poll_s_for(0.05) == pytest.approx(0.005)
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--block-time", "0.01", "--block-time must be a finite number of seconds >= 0.05"),
+        ("--block-time", "nan", "--block-time must be a finite number of seconds >= 0.05"),
+        ("--block-time", "fast", "Invalid value for '--block-time'"),
+        ("--finality-depth", "0", "--finality-depth must be an integer >= 1"),
+        ("--finality-depth", "1.5", "Invalid value for '--finality-depth'"),
+    ],
+)
+def test_bench_cli_refuses_a_bad_block_time_or_finality_depth_before_starting(
+    tmp_path: Path, option: str, value: str, message: str
+) -> None:
+    work = tmp_path / "work"
+    result = CliRunner().invoke(app, ["bench", option, value, "--work-dir", str(work)])
+    assert result.exit_code == 2, result.output
+    assert message in " ".join(result.stderr.replace("│", " ").split()), result.stderr
+    assert not work.exists()  # nothing started: no anvil, no devnet, not even the work directory
+
+
 def test_bench_cli_takes_a_block_gas_limit_and_refuses_a_bad_one_before_starting(tmp_path: Path) -> None:
     shown = CliRunner().invoke(app, ["bench", "--help"])
     assert shown.exit_code == 0 and "--block-gas-limit" in shown.stdout
@@ -83,6 +126,7 @@ def test_bench_at_tiny_sizes_writes_every_figure(tmp_path: Path) -> None:
             "--nodes", "4", "--batch-sizes", "1,2", "--settlements", "3", "--paced-s", "1",
             "--transfers", "20", "--sweep-settlements", "2", "--payments-holds", "10", "--skip-postgres",
             "--report-batch-sizes", "1", "--batch-axis-settlements", "2", "--profile-dir", str(profiles),
+            "--block-time", "0.2", "--finality-depth", "3",
         ],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
@@ -119,9 +163,13 @@ def test_bench_at_tiny_sizes_writes_every_figure(tmp_path: Path) -> None:
     assert four["nodes"] == 4 and four["max_batch"] == 100 and four["burst"]["settlements"] == 3
     # No --block-gas-limit: the run records none asked for, the devnet row the chain's (anvil's default).
     assert results["run"]["block_gas_limit"] is None and four["block_gas_limit"] == 30_000_000
+    # --block-time / --finality-depth: in the run section as asked, in every row as the devnet had it.
+    assert results["run"]["block_time_s"] == 0.2 and results["run"]["finality_depth"] == 3
+    assert four["block_time_s"] == 0.2 and four["finality_depth"] == 3
     (one_per_report,) = results["scaling"]["report_batch_sizes"]
     assert one_per_report["nodes"] == 4 and one_per_report["max_batch"] == 1
     assert one_per_report["burst"]["settlements"] == 2  # --batch-axis-settlements, not --settlements
+    assert one_per_report["block_time_s"] == 0.2 and one_per_report["finality_depth"] == 3
     assert _is_number(one_per_report["dvp_per_s"])
 
     # py-spy sampled node-0 and the ledger during each burst, and the ledger bench's server.

@@ -7,8 +7,11 @@ import random
 import threading
 from typing import Any
 
-from crossdvp.chaos.faults import ALL_FAULTS, FaultKind, FaultScheduler
+import pytest
+
+from crossdvp.chaos.faults import ALL_FAULTS, FaultKind, FaultScheduler, interval_mining_s
 from crossdvp.chaos.world import RwLock
+from crossdvp.errors import ConfigError
 
 
 class FakeCluster:
@@ -101,3 +104,16 @@ def test_a_run_without_faults_injects_nothing() -> None:
     run.start()
     run.stop()
     assert run.order == [] and run.every_kind_injected()
+
+
+def test_the_reorg_fault_needs_a_whole_second_block_time_and_refuses_a_fraction_up_front() -> None:
+    assert interval_mining_s(1) == 1 and interval_mining_s(2.0) == 2
+    cluster: Any = FakeCluster()
+    for fraction in (0.1, 1.5):
+        with pytest.raises(ConfigError, match="whole-second block time"):
+            interval_mining_s(fraction)
+        with pytest.raises(ConfigError, match="evm_setIntervalMining takes whole seconds"):
+            FaultScheduler(cluster, ALL_FAULTS, random.Random(1), RwLock(), block_time_s=fraction)
+        # Without the reorg fault nothing sets the interval: any block time will do.
+        without_reorg = ALL_FAULTS - {FaultKind.REORG}
+        FaultScheduler(cluster, without_reorg, random.Random(1), RwLock(), block_time_s=fraction)

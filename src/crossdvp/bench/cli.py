@@ -47,6 +47,13 @@ def bench(
     paced_s: Annotated[
         float, typer.Option(help="seconds of paced load at half the burst rate (0: skip)")
     ] = 10.0,
+    paced_rate: Annotated[
+        float | None,
+        typer.Option(
+            help="DvPs per second of the paced load instead of half the burst's rate (the issue's "
+            "latency target is at half; a lower rate shows the pipeline's unloaded latency)"
+        ),
+    ] = None,
     transfers: Annotated[int, typer.Option(help="ERC-20 transfers for each two-transfer ceiling")] = 2000,
     sweep_settlements: Annotated[int, typer.Option(help="settlements per batch size in the sweep")] = 500,
     payments_holds: Annotated[int, typer.Option(help="holds per database in the ledger bench")] = 4000,
@@ -65,6 +72,21 @@ def bench(
             "it, e.g. 300000000, to measure the machine's limit instead of the chain's"
         ),
     ] = None,
+    block_time: Annotated[
+        float,
+        typer.Option(
+            "--block-time",
+            metavar="S",
+            help="seconds between blocks of every devnet's chain; fractions allowed down to 0.05, "
+            "e.g. 0.1 for ten blocks a second (the nodes poll every quarter block)",
+        ),
+    ] = 1.0,
+    finality_depth: Annotated[
+        int,
+        typer.Option(
+            "--finality-depth", metavar="D", help="confirmations every devnet's nodes wait for (>= 1)"
+        ),
+    ] = 2,
     work_dir: Annotated[
         Path | None, typer.Option(help="keep logs and devnets here (default: a temp dir)")
     ] = None,
@@ -89,6 +111,7 @@ def bench(
             settlements=settlements,
             batch_axis_settlements=batch_axis_settlements,
             paced_s=paced_s,
+            paced_rate=paced_rate,
             transfers=transfers,
             sweep_settlements=sweep_settlements,
             payments_holds=payments_holds,
@@ -97,6 +120,8 @@ def bench(
             dvp=not skip_dvp,
             payments=not skip_payments,
             block_gas_limit=block_gas_limit,
+            block_time_s=block_time,
+            finality_depth=finality_depth,
             work_dir=work_dir,
             profile_dir=profile_dir,
             command="crossdvp bench " + " ".join(sys.argv[2:]) if len(sys.argv) > 1 else "crossdvp bench",
@@ -133,10 +158,15 @@ def bench(
 
 
 def _summary(r: dict[str, object]) -> str:
-    """A short human-readable table of the headline figures (and the devnets' block gas limit when
-    it is not anvil's default: the DvP rate and its ceiling depend on it)."""
+    """A short human-readable table of the headline figures, after the devnets' chain: block time
+    and finality depth, and the block gas limit when it is not anvil's default (the DvP rate and
+    its ceiling depend on all three)."""
     lines = []
     run = r.get("run")
+    block_time_s = run.get("block_time_s") if isinstance(run, dict) else None
+    finality_depth = run.get("finality_depth") if isinstance(run, dict) else None
+    if isinstance(block_time_s, int | float):
+        lines.append(f"{'block_time_s':<28} {block_time_s:g} (devnets; finality depth {finality_depth})")
     block_gas_limit = run.get("block_gas_limit") if isinstance(run, dict) else None
     if isinstance(block_gas_limit, int):
         lines.append(f"{'block_gas_limit':<28} {block_gas_limit:,} (devnets; anvil's default: 30,000,000)")

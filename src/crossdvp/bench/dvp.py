@@ -32,7 +32,7 @@ from eth_account import Account
 from eth_utils.crypto import keccak
 
 from crossdvp.bench.ceiling import CeilingResult, measure_transfer_ceiling
-from crossdvp.bench.monitor import LedgerMonitor
+from crossdvp.bench.monitor import LedgerMonitor, chain_poll_s_for
 from crossdvp.bench.profile import profiled_all
 from crossdvp.bench.rpc import RawRpc, SignedTx, TxSigner
 from crossdvp.chain.anvil import dev_keys
@@ -113,7 +113,7 @@ class DvpResult:
     ceiling: CeilingResult
     burst: DvpRun
     paced: DvpRun | None
-    block_time_s: int
+    block_time_s: float  # seconds between the devnet's blocks (may be fractional: 0.1)
     finality_depth: int
     # As the devnet's chain reported it (anvil's default included), not as asked for.
     block_gas_limit: int
@@ -156,7 +156,8 @@ class _Harness:
         chain, _, _ = state.require_complete()
         self.finality_depth = chain.finality_depth
         self.block_time_s = chain.block_time_s
-        self.evm = EvmClient(self.config.rpc_url)
+        # A receipt takes up to a block: on long blocks wait for several before giving up.
+        self.evm = EvmClient(self.config.rpc_url, timeout_s=max(10.0, 5 * chain.block_time_s))
         self.block_gas_limit = self.evm.latest_block().gas_limit
         self.net = self.config.asset.bind(self.evm)
         self.admin = self.evm.account(dev_keys()[0])
@@ -397,23 +398,33 @@ def measure_dvp(
     settlements: int,
     paced_s: float,
     ceiling_transfers: int,
+    paced_rate: float | None = None,
     progress: Progress = lambda _line: None,
     timeout_s: float = 300.0,
     profile_dir: Path | None = None,
     max_batch: int = 100,
     block_gas_limit: int | None = None,
+    block_time_s: float = 1,
+    finality_depth: int = 2,
 ) -> DvpResult:
     """Start a devnet of `nodes` nodes in `directory`, measure (module docstring), stop it.
 
-    `paced_s` = 0 skips the paced run (latency then comes from the burst). `block_gas_limit` is the
-    devnet's (None: anvil's default, 30,000,000). Rejects (ConfigError) settlements < 1, paced_s < 0,
-    or a block gas limit DevnetOptions refuses. Raises BenchError if the run cannot produce a
-    trustworthy figure, DevnetError if the devnet does not start.
+    `paced_s` = 0 skips the paced run (latency then comes from the burst); `paced_rate` (DvPs/s)
+    replaces its default rate, half the burst's. `block_gas_limit`,
+    `block_time_s` (seconds, may be fractional) and `finality_depth` are the devnet's (None: anvil's
+    default gas limit, 30,000,000). Rejects (ConfigError) settlements < 1, paced_s < 0, or a block
+    gas limit, block time or finality depth DevnetOptions refuses. Raises BenchError if the run
+    cannot produce a trustworthy figure, DevnetError if the devnet does not start.
     """
     if settlements < 1 or paced_s < 0:
         raise ConfigError(f"settlements must be >= 1 and paced_s >= 0, got {settlements}/{paced_s}")
     devnet_options = DevnetOptions(
-        directory, nodes=nodes, block_gas_limit=block_gas_limit, timing=NodeTiming(max_batch=max_batch)
+        directory,
+        nodes=nodes,
+        block_time_s=block_time_s,
+        finality_depth=finality_depth,
+        block_gas_limit=block_gas_limit,
+        timing=NodeTiming(max_batch=max_batch),
     )
     devnet_up(devnet_options, progress)
     try:
@@ -422,8 +433,15 @@ def measure_dvp(
             progress(
                 f"measuring the two-transfer ceiling on the devnet's anvil ({ceiling_transfers} transfers)"
             )
+            # Stamped as finely as the monitor stamps blocks: a tenth of a block on short blocks.
+            poll_s = chain_poll_s_for(h.block_time_s)
             ceiling = measure_transfer_ceiling(
-                h.evm, h.admin, transfers=ceiling_transfers, mining="node", label=f"devnet{nodes}"
+                h.evm,
+                h.admin,
+                transfers=ceiling_transfers,
+                mining="node",
+                label=f"devnet{nodes}",
+                poll_s=poll_s,
             )
             progress(
                 f"ceiling: {ceiling.transfers_per_s:,.0f} transfers/s, "
@@ -437,6 +455,7 @@ def measure_dvp(
                 payments_url=h.config.payments_url,
                 oracle_api_key=h.oracle_api_key,
                 finality_depth=h.finality_depth,
+                chain_poll_s=poll_s,
             )
             monitor.start()
             try:
@@ -445,7 +464,7 @@ def measure_dvp(
                 progress(f"burst: {burst.dvp_per_s:,.1f} DvP/s")
                 paced = None
                 if paced_s > 0:
-                    rate = burst.dvp_per_s / 2
+                    rate = burst.dvp_per_s / 2 if paced_rate is None else paced_rate
                     progress(f"paced: {rate:,.1f} DvP/s for {paced_s:g}s")
                     paced = _paced(h, monitor, rate, paced_s, timeout_s)
                     progress(f"paced: latency {paced.latency_summary()}")

@@ -8,13 +8,15 @@ Order of the run (each step starts its own processes and stops them by PID befor
    block batching (crossdvp.bench.sweep) and the two-transfer ceiling with the same batching;
 2. end to end, on a devnet per node count: the devnet's own two-transfer ceiling, the burst
    throughput and the paced latency (crossdvp.bench.dvp); every devnet's anvil gets the same block
-   gas limit (`block_gas_limit`, None: anvil's default), so the ceiling and the DvP rate share it;
+   gas limit (`block_gas_limit`, None: anvil's default), block time (`block_time_s`, seconds, may be
+   fractional) and finality depth, so the ceiling and the DvP rate share them;
 3. the payment ledger on SQLite and PostgreSQL, and pgbench on the same server
    (crossdvp.bench.payments).
 """
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import shutil
@@ -34,7 +36,7 @@ from crossdvp.bench.sweep import SweepPoint, measure_settle_sweep
 from crossdvp.chain.anvil import running_anvil
 from crossdvp.chain.client import EvmClient
 from crossdvp.chain.gas import GasFigures, measure_gas
-from crossdvp.devnet.up import check_block_gas_limit
+from crossdvp.devnet.up import check_block_gas_limit, check_block_time, check_finality_depth
 from crossdvp.errors import ConfigError
 
 __all__ = ["TARGETS", "BenchOptions", "BenchReport", "parse_sizes", "run_bench"]
@@ -55,8 +57,9 @@ TARGETS: dict[str, Any] = {
 @dataclass(frozen=True, slots=True)
 class BenchOptions:
     """What to run. Rejections (ConfigError): a node count below 4, no node count, a batch size
-    outside 1..1000, a non-positive size, or a block gas limit outside 1,000,000..2**63-1 (checked
-    here, so a bad value stops the run before the first anvil starts)."""
+    outside 1..1000, a non-positive size, a block gas limit outside 1,000,000..2**63-1, a block time
+    that is not a finite number of seconds >= 0.05, or a finality depth below 1 (checked here, so a
+    bad value stops the run before the first anvil starts)."""
 
     nodes: tuple[int, ...] = (4,)
     batch_sizes: tuple[int, ...] = (1, 10, 100, 500)
@@ -70,6 +73,8 @@ class BenchOptions:
     # settles one DvP: 2000 would take many minutes and show nothing more).
     batch_axis_settlements: int = 500
     paced_s: float = 10.0
+    # DvPs/s of the paced load; None: half of each run's own burst rate.
+    paced_rate: float | None = None
     transfers: int = 2000
     sweep_settlements: int = 500
     # At 1,000 holds each batched phase lasted about 0.3 s, and per-connection warm-up (statement
@@ -84,6 +89,10 @@ class BenchOptions:
     # The end-to-end devnets' block gas limit (anvil's --gas-limit); None: anvil's 30,000,000, which
     # at about 210,000 gas per DvP caps a 1 s chain near 143 DvP/s. The chain part keeps the default.
     block_gas_limit: int | None = None
+    # The end-to-end devnets' seconds between blocks (fractions allowed: 0.1) and the confirmations
+    # their nodes wait for. The chain part mines its own blocks (evm_mine) and ignores both.
+    block_time_s: float = 1
+    finality_depth: int = 2
     work_dir: Path | None = None
     # Sample node-0 and the ledger (during the burst) and each ledger bench server with py-spy.
     profile_dir: Path | None = None
@@ -109,7 +118,13 @@ class BenchOptions:
                 "--settlements, --batch-axis-settlements, --transfers, --sweep-settlements, "
                 "--payments-holds must be >= 1"
             )
+        if self.paced_rate is not None and not (math.isfinite(self.paced_rate) and self.paced_rate > 0):
+            raise ConfigError(
+                f"--paced-rate must be a positive number of DvPs per second, got {self.paced_rate}"
+            )
         check_block_gas_limit(self.block_gas_limit)
+        check_block_time(self.block_time_s)
+        check_finality_depth(self.finality_depth)
 
 
 @dataclass
@@ -191,7 +206,10 @@ class BenchReport:
                 "settlements": self.options.settlements,
                 "batch_axis_settlements": self.options.batch_axis_settlements,
                 "paced_s": self.options.paced_s,
+                "paced_rate": self.options.paced_rate,
                 "block_gas_limit": self.options.block_gas_limit,  # as asked for; None: anvil's default
+                "block_time_s": float(self.options.block_time_s),  # of the devnets, as asked for
+                "finality_depth": self.options.finality_depth,
                 "node_max_batch": 100,  # of the node-count runs; the batch-size runs name their own
             },
         }
@@ -239,11 +257,14 @@ def run_bench(options: BenchOptions, progress: Progress = lambda _line: None) ->
                     if i < len(options.nodes)
                     else options.batch_axis_settlements,
                     paced_s=options.paced_s,
+                    paced_rate=options.paced_rate,
                     ceiling_transfers=options.transfers,
                     progress=lambda line: progress(f"  {line}"),
                     profile_dir=options.profile_dir and options.profile_dir / name,
                     max_batch=max_batch,
                     block_gas_limit=options.block_gas_limit,
+                    block_time_s=options.block_time_s,
+                    finality_depth=options.finality_depth,
                 )
                 (report.dvp if i < len(options.nodes) else report.dvp_batches).append(result)
         if options.payments:

@@ -16,7 +16,9 @@ repeats, so even a short run sees each kind. Kinds:
 - rpc: one node's RPC proxy delays, drops, errors or goes stale for a few seconds;
 - payments_kill: SIGKILL the payments service, restart it on the same database and port;
 - reorg: a depth-1 chain reorg (shallower than the finality depth): snapshot, mine, revert, and
-  re-mine the same transactions;
+  re-mine the same transactions; it pauses and restores the devnet's interval mining through
+  anvil's evm_setIntervalMining, which takes whole seconds only, so a devnet with a fractional
+  block time is refused up front (interval_mining_s);
 - duplicate_delivery: already executed reports re-delivered, duplicated and shuffled, to both
   networks (they must be no-ops).
 """
@@ -44,11 +46,11 @@ from crossdvp.chaos.rpc_proxy import ProxyMode, RpcFaultProxy
 from crossdvp.chaos.world import RwLock, World
 from crossdvp.devnet.keyfiles import read_secret
 from crossdvp.devnet.nodeconfig import KEY_PASSWORD_ENV, PAYMENTS_API_KEY_ENV, TRANSMITTER_KEY_ENV
-from crossdvp.errors import CrossDvpError
+from crossdvp.errors import ConfigError, CrossDvpError
 from crossdvp.payments.errors import PaymentsApiError
 from crossdvp.process import ManagedProcess, start_process, stop_pid
 
-__all__ = ["ALL_FAULTS", "Cluster", "FaultKind", "FaultScheduler", "redeliver", "reorg"]
+__all__ = ["ALL_FAULTS", "Cluster", "FaultKind", "FaultScheduler", "interval_mining_s", "redeliver", "reorg"]
 
 _LEDGER_ID = "crossdvp-payments"
 
@@ -196,6 +198,18 @@ class Cluster:
             proxy.stop()
 
 
+def interval_mining_s(block_time_s: float) -> int:
+    """The devnet's block time as the whole seconds evm_setIntervalMining takes, for the reorg fault
+    to restore interval mining after pausing it. Raises ConfigError for a fractional block time
+    (anvil's RPC refuses one, so the reorg would fail mid-run with mining left paused)."""
+    if isinstance(block_time_s, bool) or not float(block_time_s).is_integer() or block_time_s < 1:
+        raise ConfigError(
+            f"the reorg fault needs a whole-second block time (anvil's evm_setIntervalMining takes "
+            f"whole seconds only), got {block_time_s!r}s; use a whole number or leave out reorg"
+        )
+    return int(block_time_s)
+
+
 def reorg(world: World, chain_writes: RwLock, block_time_s: int, rng: random.Random) -> tuple[int, bool]:
     """A depth-1 reorg, shallower than any finality depth >= 2: with interval mining paused, snapshot,
     mine a block (with a marker transfer of the harness's own plus whatever is pending), revert, and
@@ -270,15 +284,19 @@ class FaultScheduler:
         rng: random.Random,
         chain_writes: RwLock,
         *,
-        block_time_s: int,
+        block_time_s: float,
         gap_s: tuple[float, float] = (2.0, 6.0),
         log: Callable[[str], None] = lambda _line: None,
     ) -> None:
+        """Raises ConfigError if `kinds` has reorg and `block_time_s` is fractional
+        (interval_mining_s)."""
         self.cluster = cluster
         self.kinds = sorted(kinds)
         self.rng = rng
         self.chain_writes = chain_writes
         self.block_time_s = block_time_s
+        if FaultKind.REORG in kinds:
+            interval_mining_s(block_time_s)  # refused here, not when the first reorg comes
         self.gap_s = gap_s
         self.log = log
         self.injected: Counter[str] = Counter()
@@ -362,7 +380,8 @@ class FaultScheduler:
             self._sleep(0.5, 2.0)
             cluster.start_payments()
         elif kind is FaultKind.REORG:
-            count, dropped = reorg(cluster.world, self.chain_writes, self.block_time_s, self.rng)
+            interval_s = interval_mining_s(self.block_time_s)
+            count, dropped = reorg(cluster.world, self.chain_writes, interval_s, self.rng)
             variant = "different transactions (marker dropped)" if dropped else "the same transactions"
             self.log(f"fault reorg: depth 1, re-mined {count} transaction(s): {variant}")
         elif kind is FaultKind.DUPLICATE_DELIVERY:

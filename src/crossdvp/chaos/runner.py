@@ -20,7 +20,7 @@ from pathlib import Path
 from crossdvp.chain.contracts import LockState
 from crossdvp.chain.errors import ChainError
 from crossdvp.chaos.evidence import read_snapshot
-from crossdvp.chaos.faults import ALL_FAULTS, Cluster, FaultKind, FaultScheduler
+from crossdvp.chaos.faults import ALL_FAULTS, Cluster, FaultKind, FaultScheduler, interval_mining_s
 from crossdvp.chaos.invariants import InvariantReport, check_invariants
 from crossdvp.chaos.report import ChaosReport
 from crossdvp.chaos.workload import TradePlan, execute_trade, plan_trades, retrying
@@ -139,6 +139,8 @@ def run_chaos(options: ChaosOptions, progress: Progress = lambda _line: None) ->
 def _run_in(directory: Path, options: ChaosOptions, progress: Progress) -> ChaosReport:
     rng = random.Random(options.seed)
     devnet_options = DevnetOptions(directory, database_url=options.database_url, grace_s=options.grace_s)
+    if FaultKind.REORG in options.faults:
+        interval_mining_s(devnet_options.block_time_s)  # a fractional block time: refused before any start
     state = devnet_up(devnet_options, progress)
     cluster: Cluster | None = None
     world: World | None = None

@@ -98,12 +98,13 @@ class ProcessRecord:
 
 @dataclass(frozen=True, slots=True)
 class ChainState:
-    """The devnet's anvil and what is deployed on it. `block_gas_limit` is the limit anvil was
-    started with, None for anvil's default (30,000,000; also what a state file written before the
-    option existed loads as)."""
+    """The devnet's anvil and what is deployed on it. `block_time_s` is the seconds between blocks,
+    possibly fractional (a state file written when it was a whole number, as an int, loads the
+    same). `block_gas_limit` is the limit anvil was started with, None for anvil's default
+    (30,000,000; also what a state file written before the option existed loads as)."""
 
     rpc_url: str
-    block_time_s: int
+    block_time_s: float
     finality_depth: int
     asset: AssetNetwork
     admin_address: str
@@ -130,7 +131,7 @@ class ChainState:
     def from_dict(cls, d: Mapping[str, Any]) -> ChainState:
         return cls(
             rpc_url=str(d["rpc_url"]),
-            block_time_s=int(d["block_time_s"]),
+            block_time_s=float(d["block_time_s"]),
             finality_depth=int(d["finality_depth"]),
             asset=AssetNetwork.from_dict(d["contracts"]),
             admin_address=str(d["admin_address"]),

@@ -1,8 +1,10 @@
 """`crossdvp devnet up`: a whole local network in one call.
 
 Steps, each reported through `progress`:
-1. anvil (automine while deploying, then a block every `block_time_s` so that confirmation-depth
-   finality keeps advancing);
+1. anvil: with a whole-second `block_time_s`, automine while deploying, then a block every
+   `block_time_s` (evm_setIntervalMining) so that confirmation-depth finality keeps advancing; with a
+   fractional one (anvil's RPC takes whole seconds only), `--block-time` from the start, and every
+   deployment and setup transaction waits for its receipt as the blocks come;
 2. DON signer keys (random, in encrypted keystores) and the asset network: KeystoneForwarder
    configured with the DON, KYCRegistry, FundToken, DvPEscrow (crossdvp.chain.deploy);
 3. the parties on the chain: seller (issuer treasury, KYC'd, minted fund shares) and buyer (bank
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import math
 import secrets
 import shutil
 import sys
@@ -46,6 +49,7 @@ from crossdvp.devnet.nodeconfig import (
     evm_network_section,
     node_config_toml,
     payments_network_section,
+    poll_interval_ms_for,
     workflow_section,
 )
 from crossdvp.devnet.state import (
@@ -68,9 +72,12 @@ from crossdvp.settlement.report import DonConfig, WorkflowIdentity
 __all__ = [
     "MAX_BLOCK_GAS_LIMIT",
     "MIN_BLOCK_GAS_LIMIT",
+    "MIN_BLOCK_TIME_S",
     "DevnetOptions",
     "Progress",
     "check_block_gas_limit",
+    "check_block_time",
+    "check_finality_depth",
     "devnet_up",
 ]
 
@@ -90,6 +97,9 @@ _OWNED = ("keys", "nodes", "logs", "payments.sqlite3", "payments.sqlite3-wal", "
 MIN_BLOCK_GAS_LIMIT = 1_000_000
 MAX_BLOCK_GAS_LIMIT = 2**63 - 1
 _ANVIL_DEFAULT_GAS_LIMIT = 30_000_000
+#: The shortest `--block-time` (seconds). anvil mines at any interval, but the nodes poll about four
+#: times a block and their config's floor is 10 ms: shorter blocks would outrun their polls.
+MIN_BLOCK_TIME_S = 0.05
 
 
 def check_block_gas_limit(value: object, option: str = "--block-gas-limit") -> None:
@@ -106,20 +116,49 @@ def check_block_gas_limit(value: object, option: str = "--block-gas-limit") -> N
         )
 
 
+def check_block_time(value: object, option: str = "--block-time") -> None:
+    """Reject (ConfigError naming `option`) a block time that is not a finite number of seconds (an
+    int or a float; a bool is not one) of at least MIN_BLOCK_TIME_S. Fractions are allowed: 0.1
+    mines ten blocks a second (several then share one whole-second timestamp)."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise ConfigError(f"{option} must be a number of seconds (e.g. 1 or 0.1), got {value!r}")
+    if not math.isfinite(value) or value < MIN_BLOCK_TIME_S:
+        raise ConfigError(
+            f"{option} must be a finite number of seconds >= {MIN_BLOCK_TIME_S:g} (e.g. 1 or 0.1), "
+            f"got {value!r}"
+        )
+
+
+def check_finality_depth(value: object, option: str = "--finality-depth") -> None:
+    """Reject (ConfigError naming `option`) a finality depth that is not an int >= 1 (a bool is not
+    one)."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ConfigError(f"{option} must be an integer >= 1 (confirmations), got {value!r}")
+
+
+def _whole_seconds(block_time_s: float) -> int | None:
+    """`block_time_s` as an int if it is a whole number of seconds (what evm_setIntervalMining
+    takes), else None."""
+    return int(block_time_s) if float(block_time_s).is_integer() else None
+
+
 @dataclass(frozen=True, slots=True)
 class DevnetOptions:
     """What `devnet up` starts. Rejections (ConfigError): fewer than 4 nodes (a DON needs n >= 3f+1
-    with f >= 1); a block time or finality depth below 1; a block gas limit that is not an int in
+    with f >= 1); a block time that is not a finite number of seconds >= MIN_BLOCK_TIME_S
+    (check_block_time); a finality depth below 1; a block gas limit that is not an int in
     1,000,000..2**63-1 (check_block_gas_limit); non-positive opening balances.
 
-    `block_gas_limit` None keeps anvil's default (30,000,000 gas per block). The bench raises it to
-    see what the machine, rather than the chain's block space, can settle per second."""
+    `block_time_s` is in seconds and may be fractional (0.1: ten blocks a second); the nodes then
+    poll the chain a few times per block (nodeconfig.poll_interval_ms_for). `block_gas_limit` None
+    keeps anvil's default (30,000,000 gas per block). The bench raises it to see what the machine,
+    rather than the chain's block space, can settle per second."""
 
     directory: Path
     nodes: int = 4
     database_url: str | None = None
     chain_id: int = 31337
-    block_time_s: int = 1
+    block_time_s: float = 1
     finality_depth: int = 2
     block_gas_limit: int | None = None
     grace_s: int = 600
@@ -131,10 +170,8 @@ class DevnetOptions:
     def __post_init__(self) -> None:
         if self.nodes < 4:
             raise ConfigError(f"--nodes must be at least 4 (n >= 3f+1 with f >= 1), got {self.nodes}")
-        if self.block_time_s < 1:
-            raise ConfigError(f"block_time_s must be >= 1, got {self.block_time_s}")
-        if self.finality_depth < 1:
-            raise ConfigError(f"finality_depth must be >= 1, got {self.finality_depth}")
+        check_block_time(self.block_time_s)
+        check_finality_depth(self.finality_depth)
         check_block_gas_limit(self.block_gas_limit)
         if self.seller_shares_minor <= 0 or self.buyer_cash_minor <= 0:
             raise ConfigError("opening balances must be positive")
@@ -142,6 +179,11 @@ class DevnetOptions:
     @property
     def f(self) -> int:
         return (self.nodes - 1) // 3
+
+    @property
+    def node_timing(self) -> NodeTiming:
+        """`timing` with the chain poll interval suited to the block time (poll_interval_ms_for)."""
+        return replace(self.timing, poll_interval_ms=poll_interval_ms_for(self.timing, self.block_time_s))
 
     def anvil_args(self, accounts: int) -> list[str]:
         """anvil's arguments beyond host, port and chain id: `accounts` funded dev accounts, and the
@@ -297,12 +339,21 @@ def _bring_up(
     logs_dir = directory / "logs"
     n = options.nodes
 
-    # 1. anvil: enough funded dev accounts for the deployer and one transmitter per node.
+    # 1. anvil: enough funded dev accounts for the deployer and one transmitter per node. A whole
+    # number of seconds: automine while deploying, interval mining set after (step 3). A fraction
+    # (which evm_setIntervalMining cannot take): interval mining from the start.
     accounts = max(10, n + 1)
-    anvil = start_anvil(logs_dir, chain_id=options.chain_id, extra_args=options.anvil_args(accounts))
+    interval_s = _whole_seconds(options.block_time_s)
+    anvil = start_anvil(
+        logs_dir,
+        chain_id=options.chain_id,
+        block_time_s=None if interval_s is not None else options.block_time_s,
+        extra_args=options.anvil_args(accounts),
+    )
     launcher.add(anvil.process)
     progress(f"anvil running at {anvil.rpc_url} (chain {anvil.chain_id}, pid {anvil.pid})")
-    evm = EvmClient(anvil.rpc_url)
+    # Without automine each receipt takes up to a block: wait for several blocks before giving up.
+    evm = EvmClient(anvil.rpc_url, timeout_s=max(10.0, 5 * options.block_time_s))
     funded = dev_keys(accounts)
     admin = evm.account(funded[0])
     write_keystore(keys_dir / "admin.keystore.json", funded[0], password, scrypt_n=_DEVNET_SCRYPT_N)
@@ -343,12 +394,13 @@ def _bring_up(
         f"{symbol}; buyer {buyer_addr}"
     )
     # From here on blocks keep coming without transactions, so confirmation depth advances.
-    evm.request("evm_setIntervalMining", [options.block_time_s])
+    if interval_s is not None:
+        evm.request("evm_setIntervalMining", [interval_s])
     # As the chain reports it, so the operator sees the limit in force, the default included.
     gas_limit = evm.latest_block().gas_limit
     chosen = "" if options.block_gas_limit is not None else " (anvil's default)"
     progress(
-        f"chain mining a block every {options.block_time_s}s, block gas limit {gas_limit:,}{chosen} "
+        f"chain mining a block every {options.block_time_s:g}s, block gas limit {gas_limit:,}{chosen} "
         f"(finality depth {options.finality_depth})"
     )
 
@@ -407,7 +459,7 @@ def _bring_up(
     )
     chain_state = ChainState(
         rpc_url=anvil.rpc_url,
-        block_time_s=options.block_time_s,
+        block_time_s=float(options.block_time_s),
         finality_depth=options.finality_depth,
         block_gas_limit=options.block_gas_limit,
         asset=asset,
@@ -451,7 +503,7 @@ def _bring_up(
                 don=don_toml,
                 workflow=workflow_section(workflow),
                 networks=networks,
-                timing=options.timing,
+                timing=options.node_timing,
             )
         )
         transmitter = funded[1 + i]
