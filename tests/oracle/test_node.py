@@ -443,3 +443,49 @@ async def test_a_leader_reports_a_backlog_in_back_to_back_rounds(cluster: Cluste
     assert await leader.lead_while_complete() == 0  # nothing left: the round is idle
     follower = next(n for n in cluster.nodes if n is not leader)
     assert await follower.lead_while_complete() == 0  # not its slot
+
+
+async def test_running_nodes_report_a_new_decision_without_waiting_for_a_round_tick(tmp_path: Path) -> None:
+    """Four running nodes whose consensus tick (round_ms / 5) is two minutes: a DvP locked after they
+    started is still settled on both ledgers, because a poll that brings a lock starts a decision
+    pass, a new decision starts the leader's round, and a round without quorum (a follower that had
+    not polled yet) is retried when its pause ends rather than at the next tick."""
+    cluster = Cluster(tmp_path, round_ms=600_000, step_ms=100)
+    stop = asyncio.Event()
+    try:
+        terms = dvp_terms("woken", deadline_s=cluster.chain.time_s + 600)
+        for node in cluster.nodes:
+            assert node.register_terms(terms)
+
+        async def tick() -> None:  # the nodes' clock moves one poll interval per 10 ms of real time
+            while not stop.is_set():
+                await asyncio.sleep(0.01)
+                cluster.clock.advance(cluster.step_ms)
+
+        async def eventually(condition: Callable[[], bool]) -> bool:
+            for _ in range(1_000):
+                if condition():
+                    return True
+                await asyncio.sleep(0.01)
+            return False
+
+        running = asyncio.gather(*(node.run(stop) for node in cluster.nodes), tick())
+        try:
+            # Every loop has run once (and found nothing) before the locks exist.
+            assert await eventually(
+                lambda: all(
+                    all(net["last_poll_ms"] is not None for net in node.health()["networks"].values())
+                    for node in cluster.nodes
+                )
+            )
+            assert cluster.nodes[0].store.reports_count() == 0
+            cluster.lock(terms)
+            cluster.chain.advance(1)
+            cluster.cash.advance(1)
+            assert await eventually(lambda: _settled(cluster, terms)), cluster.outcome(terms)
+            assert any(node.metrics.rounds.labels(outcome="complete")._value.get() for node in cluster.nodes)
+        finally:
+            stop.set()
+            await running
+    finally:
+        cluster.close()

@@ -189,3 +189,31 @@ async def test_unreachable_peer_gets_one_request_per_tick_and_backs_off(
         if not _pending(sender):
             break
     assert _pending(sender) == [] and _stored(cluster.nodes[3]) == 12
+
+
+async def test_shared_terms_this_node_holds_are_duplicates_without_a_parse(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each peer shares every client registration again: terms identical to what this node holds answer
+    "duplicate" without being parsed; the same id with other terms is still parsed and a conflict."""
+    target, sender = cluster.nodes[0], cluster.nodes[1]
+    deadline = cluster.chain.time_s + 600
+    held = dvp_terms("held-twice", deadline_s=deadline)
+    assert target.register_terms(held)
+    fresh = dvp_terms("fresh-one", deadline_s=deadline)
+    conflicting = dvp_terms("held-twice", deadline_s=deadline + 1)
+    parsed: list[object] = []
+    real_from_dict = Terms.from_dict.__func__  # type: ignore[attr-defined]
+
+    def counting_from_dict(cls: type[Terms], data: Any) -> Terms:
+        parsed.append(data.get("settlement_id"))
+        return real_from_dict(cls, data)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(Terms, "from_dict", classmethod(counting_from_dict))
+    items = [held.to_dict(), fresh.to_dict(), conflicting.to_dict()]
+    status, reply = await target.handle_peer_message(sender.signer.seal(0, "terms_batch", {"terms": items}))
+    assert status == 200
+    assert [r["status"] for r in reply["results"]] == ["duplicate", "ok", "conflict"]
+    sid = "0x" + held.settlement_id.hex()
+    assert parsed == ["0x" + fresh.settlement_id.hex(), sid]  # the held terms only for the conflict
+    assert target.store.get_terms(held.settlement_id) == held

@@ -218,7 +218,9 @@ def test_a_poll_that_changes_nothing_writes_nothing(store: NodeStore) -> None:
         if not statement.lstrip().upper().startswith("SELECT"):
             writes.append(statement)
 
-    event.listen(store.engine, "before_cursor_execute", count)
+    engines = {store.engine, store._relaxed}  # polls are written through the relaxed one
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", count)
     try:
         # The same lock again, the same cursor, an older final time: nothing to store.
         assert store.record_poll(Observed(CASH, (lock,), final_time_s=1_500, cursor="7"), now_ms=2) == 0
@@ -228,6 +230,50 @@ def test_a_poll_that_changes_nothing_writes_nothing(store: NodeStore) -> None:
         store.record_poll(Observed(CASH, (), final_time_s=1_601, cursor="8"), now_ms=4)  # cursor moved
         assert len(writes) == 2
     finally:
-        event.remove(store.engine, "before_cursor_execute", count)
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", count)
     state = store.network_state(CASH)
     assert state is not None and (state.cursor, state.final_time_s, state.last_poll_ms) == ("8", 1_601, 4)
+
+
+def test_bookkeeping_commits_without_its_own_fsync_and_decisions_with_one(
+    store: NodeStore, tmp_path: Path
+) -> None:
+    """A SQLite file store has two connections: synchronous=FULL for terms, decisions, signatures and
+    reports; NORMAL for what can be found again (polls, delivery state, outbox acknowledgements). What
+    the relaxed one commits is visible to the other at once, and survives a reopen."""
+    with store.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+    with store._relaxed.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+    seen: dict[str, list[str]] = {"durable": [], "relaxed": []}
+    for name, engine in (("durable", store.engine), ("relaxed", store._relaxed)):
+
+        def record(_c: object, _cur: object, statement: str, *_a: object, name: str = name) -> None:
+            words = statement.split()
+            if words and words[0].upper() in ("INSERT", "UPDATE"):
+                seen[name].append(words[2] if words[0].upper() == "INSERT" else words[1])  # the table
+
+        event.listen(engine, "before_cursor_execute", record)
+    terms = dvp_terms("fsync", deadline_s=2_000)
+    store.add_terms(terms, 1)
+    store.record_poll(Observed(CASH, (_lock("fsync"),), final_time_s=1_600, cursor="3"), now_ms=2)
+    store.record_decision(terms, Decision.SETTLE, 1_500, "locked", 3)
+    assert {"terms", "decisions"} <= set(seen["durable"])
+    assert set(seen["relaxed"]) == {"locks", "network_state"}
+    assert store.locks_for(_lock("fsync").settlement_id) == (_lock("fsync"),)  # read through the other
+    store.close()
+    reopened = NodeStore(f"sqlite:///{tmp_path / 'store' / 'node.sqlite'}")
+    try:
+        state = reopened.network_state(CASH)
+        assert state is not None and state.cursor == "3"
+    finally:
+        reopened.close()
+
+
+def test_an_in_memory_store_has_one_connection_for_everything() -> None:
+    memory = NodeStore("sqlite://")
+    try:
+        assert memory._relaxed is memory.engine
+    finally:
+        memory.close()

@@ -7,10 +7,12 @@ from typing import Any
 
 import pytest
 from eth_abi.abi import decode as abi_decode
+from eth_abi.abi import encode as abi_encode
 from eth_utils.crypto import keccak
 from hypothesis import given
 
 from crossdvp.settlement import MAX_AMOUNT_MINOR, InvalidTerms, Leg, Terms
+from crossdvp.settlement.terms import TERMS_ABI_TYPES
 from tests.settlement.strategies import ADDRESSES, terms
 
 CHAIN_LEG = Leg("eip155:31337", ADDRESSES[0], 10**18, ADDRESSES[1], ADDRESSES[2])
@@ -32,6 +34,12 @@ def test_encoding_round_trips(t: Terms) -> None:
     assert Terms.decode(t.encode()) == t
     assert Terms.from_dict(t.to_dict()) == t
     assert t.terms_hash == keccak(t.encode())
+
+
+@given(terms(max_legs=8))
+def test_the_written_out_encoding_is_eth_abis_byte_for_byte(t: Terms) -> None:
+    legs = [(leg.network, leg.asset, leg.amount_minor, leg.payer, leg.payee) for leg in t.legs]
+    assert t.encode() == abi_encode(list(TERMS_ABI_TYPES), [t.settlement_id, t.deadline_s, legs])
 
 
 def test_encoding_is_the_solidity_abi_encoding() -> None:

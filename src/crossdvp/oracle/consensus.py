@@ -107,6 +107,7 @@ class Consensus:
         max_batch: int,
         peer_timeout_ms: int,
         byzantine: str | None = None,
+        on_new_report: Callable[[], None] | None = None,
     ) -> None:
         self.index = index
         self._key = key
@@ -122,6 +123,9 @@ class Consensus:
         self._max_batch = max_batch
         self._peer_timeout_s = peer_timeout_ms / 1000
         self._byzantine = byzantine
+        # Called after a new complete report is stored (led, learned or shared): the node sends it on
+        # at once rather than at its next delivery and outbox ticks.
+        self._on_new_report = on_new_report
         #: TEST ONLY: reports a Byzantine node forged, which the node also tries to deliver itself.
         self.forged_reports: list[SignedReport] = []
 
@@ -237,6 +241,8 @@ class Consensus:
         now = self._now_ms()
         new = self._store.add_report(report, signers, self._report_networks(items), now)
         if new:
+            if self._on_new_report is not None:
+                self._on_new_report()
             self._metrics.reports.labels(source=source).inc()
             registered_ms = self._store.terms_registered_ms_many(i.settlement_id for i in items)
             for item in items:

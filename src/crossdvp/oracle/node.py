@@ -48,6 +48,12 @@ FULL_DECIDE_PASS_MS = 30_000
 # Rounds a leader runs back to back while each completes a report (a backlog of decisions is reported
 # at the rate rounds complete, not one report per consensus tick).
 MAX_ROUNDS_PER_TICK = 20
+# The run loop's decision passes start when a poll brings a lock or moves a final time, or when terms
+# arrive; this tick only catches anything else (e.g. the periodic full pass) now and then.
+DECIDE_TICK_MS = 1_000
+# New terms and new reports start the outbox at once; the tick serves retries, which back off from
+# OUTBOX_BACKOFF_MS.
+OUTBOX_TICK_MS = OUTBOX_BACKOFF_MS
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,8 +123,11 @@ class Node:
         self._deliverers = {d.network: d for d in deliverers}
         self._transport = transport
         self._polls = {network: _PollState() for network in self._observers}
-        # Set when a poll stores an observation; the decide loop waits on it (see run()).
-        self._observed = asyncio.Event()
+        # Wake-ups between the run loop's activities (see run()): each loop also runs on its own tick,
+        # but work one activity makes for the next (an observation to decide on, a decision to report,
+        # a report to share and deliver) starts it at once instead of at that tick.
+        self._wake = {name: asyncio.Event() for name in ("decide", "consensus", "outbox", "delivery")}
+        self._wake_poll = {network: asyncio.Event() for network in self._observers}
         self._lead_again_ms = 0
         self._next_full_decide_ms = 0
         self.signer = PeerSigner(
@@ -142,6 +151,7 @@ class Node:
             max_batch=settings.max_batch,
             peer_timeout_ms=settings.peer_timeout_ms,
             byzantine=settings.byzantine,
+            on_new_report=functools.partial(self._wake_up, "outbox", "delivery"),
         )
         self.delivery = DeliveryScheduler(
             index=settings.index,
@@ -186,6 +196,8 @@ class Node:
         (the identical terms were known) or the TermsConflict register_terms would raise."""
         others = [m for m in range(len(self.settings.don.signers)) if m != self.index]
         results = self.store.add_terms_many(batch, self.clock.now_ms(), share_with=others)
+        if any(result is True for result in results):
+            self._wake_up("outbox", "decide")
         for terms, result in zip(batch, results, strict=True):
             if result is True:
                 sid = hex32(terms.settlement_id)
@@ -205,7 +217,8 @@ class Node:
         await asyncio.gather(*(self._poll(network) for network in self._observers))
 
     async def _poll(self, network: str) -> bool:
-        """Poll `network` if it is due; True if an observation was stored."""
+        """Poll `network` if it is due; True if it brought a new lock or moved the final time (what
+        a decision can change on)."""
         state = self._polls[network]
         now = self.clock.now_ms()
         if state.halted is not None or now < state.next_poll_ms:
@@ -242,6 +255,7 @@ class Node:
             )
             return False
         new = self.store.record_poll(observed, self.clock.now_ms())
+        moved = stored is None or observed.final_time_s != stored.final_time_s
         state.failures = 0
         state.last_error = None
         state.last_ok_ms = self.clock.now_ms()
@@ -249,7 +263,7 @@ class Node:
         self.metrics.polls.labels(network=network, outcome="ok").inc()
         self.metrics.observations.labels(network=network).inc(new)
         self.metrics.final_time.labels(network=network).set(observed.final_time_s)
-        return True
+        return new > 0 or moved
 
     def decide_pending(self) -> int:
         """Run the decision rule for registered, undecided settlements; returns how many decided.
@@ -330,8 +344,10 @@ class Node:
             return None
         outcome = await self.consensus.lead_round()
         if outcome.outcome == "no_quorum":
-            # Followers may still be catching up within this slot; ask again soon, but not in a tight loop.
-            self._lead_again_ms = now + self.settings.round_ms // 2
+            # Followers may not have polled the lock yet (a leader proposes as soon as it decides, and
+            # a follower that could not agree polls at once); ask again after about one poll, not in a
+            # tight loop.
+            self._lead_again_ms = now + min(self.settings.round_ms // 2, self.settings.poll_interval_ms)
         return outcome
 
     async def outbox_tick(self) -> None:
@@ -472,7 +488,11 @@ class Node:
         if kind == "terms_batch":
             return {"status": "ok", "results": self._register_batch(sender, body.get("terms"))}
         if kind == "propose":
-            return self.consensus.handle_propose(sender, body)
+            reply = self.consensus.handle_propose(sender, body)
+            if reply.get("status") == "partial":
+                # The leader has decided what we have not: our last poll may be just behind its own.
+                self._poll_soon()
+            return reply
         new = self.consensus.accept_report(report_from_wire(body), source="peer")
         return {"status": "ok" if new else "duplicate"}
 
@@ -488,6 +508,12 @@ class Node:
         replies: list[dict[str, Any] | None] = []
         valid: list[Terms] = []
         for item in raw:
+            # Every peer shares the terms every client registered with it too: most shares are terms
+            # this node already holds. Identical JSON to the stored terms is a duplicate, unparsed.
+            known = self.store.cached_terms(item.get("settlement_id")) if isinstance(item, dict) else None
+            if known is not None and known.to_dict() == item:
+                replies.append({"status": "duplicate"})
+                continue
             try:
                 valid.append(_parse_terms(item))
                 replies.append(None)
@@ -507,6 +533,7 @@ class Node:
                 replies.append({"status": "conflict", "detail": str(result)})
                 continue
             if result:
+                self._wake_up("decide")
                 sid = hex32(terms.settlement_id)
                 log.info("settlement %s registered (from node %d)", sid, sender, extra={"settlement_id": sid})
             replies.append({"status": "ok" if result else "duplicate"})
@@ -547,27 +574,47 @@ class Node:
 
     # -- the process loop --------------------------------------------------------------------------
 
+    def _wake_up(self, *names: str) -> None:
+        for name in names:
+            self._wake[name].set()
+
+    def _poll_soon(self) -> None:
+        """Poll every healthy network now rather than at its next interval."""
+        for network, state in self._polls.items():
+            if state.failures == 0 and state.halted is None:
+                state.next_poll_ms = 0
+                self._wake_poll[network].set()
+
     async def run(self, stop: asyncio.Event) -> None:
-        """Run every activity in its own loop until `stop` is set; errors are logged, never fatal."""
+        """Run every activity in its own loop until `stop` is set; errors are logged, never fatal.
+
+        One observe loop per network: a ledger that holds its poll open (a long-poll while it has
+        nothing new) must not hold up the other networks' polls, nor the decisions they allow. Each
+        activity runs on its own tick and also as soon as the one before it made work for it: a poll
+        that brought a lock or moved a final time starts a decision pass, a new decision starts the
+        leader's round, a new complete report starts its sharing and delivery. So the time from a
+        final lock to the report being sent is a few local steps, not a sum of ticks."""
         round_tick_ms = max(20, self.settings.round_ms // 5)
         observe_tick_ms = max(10, self.settings.poll_interval_ms // 4)
-        # One observe loop per network: a ledger that holds its poll open (a long-poll while it has
-        # nothing new) must not hold up the other networks' polls, nor the decisions they allow. The
-        # decision passes run in a loop of their own, one at a time, as soon as a poll stored
-        # something (and at least every poll interval, for terms registered in between); passes are
-        # at most as frequent as the observe tick, however many networks report.
-        loops: list[tuple[str, Callable[[], Awaitable[object]], int]] = [
-            ("observe", functools.partial(self._observe, network), observe_tick_ms)
+        loops: list[tuple[str, Callable[[], Awaitable[object]], int, asyncio.Event]] = [
+            (
+                "observe",
+                functools.partial(self._observe, network),
+                observe_tick_ms,
+                self._wake_poll[network],
+            )
             for network in self._observers
         ]
         loops += [
-            ("decide", self._decide_when_observed, observe_tick_ms),
-            ("outbox", self.outbox_tick, 100),
-            ("consensus", self.lead_while_complete, round_tick_ms),
-            ("delivery", self.start_deliveries, 100),
+            # Polls that bring something, and new terms, start a pass; the tick is a backstop.
+            ("decide", self._decide, DECIDE_TICK_MS, self._wake["decide"]),
+            ("outbox", self.outbox_tick, OUTBOX_TICK_MS, self._wake["outbox"]),
+            ("consensus", self._lead, round_tick_ms, self._wake["consensus"]),
+            ("delivery", self.start_deliveries, 100, self._wake["delivery"]),
         ]
         tasks = [
-            asyncio.create_task(self._loop(name, work, every_ms, stop)) for name, work, every_ms in loops
+            asyncio.create_task(self._loop(name, work, every_ms, stop, wake))
+            for name, work, every_ms, wake in loops
         ]
         try:
             await stop.wait()
@@ -579,25 +626,36 @@ class Node:
 
     async def _observe(self, network: str) -> None:
         if await self._poll(network):
-            self._observed.set()
+            self._wake_up("decide")
 
-    async def _decide_when_observed(self) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._observed.wait(), timeout=self.settings.poll_interval_ms / 1000)
-        self._observed.clear()
-        self.decide_pending()
+    async def _decide(self) -> None:
+        if self.decide_pending():
+            self._wake_up("consensus")
+
+    async def _lead(self) -> None:
+        await self.lead_while_complete()
+        pause_ms = self._lead_again_ms - self.clock.now_ms()
+        if pause_ms > 0:  # a round found no quorum: lead again when its pause ends, not at a later tick
+            asyncio.get_running_loop().call_later(pause_ms / 1000, self._wake_up, "consensus")
 
     async def _loop(
-        self, name: str, work: Callable[[], Awaitable[object]], every_ms: int, stop: asyncio.Event
+        self,
+        name: str,
+        work: Callable[[], Awaitable[object]],
+        every_ms: int,
+        stop: asyncio.Event,
+        wake: asyncio.Event,
     ) -> None:
+        """`work` every `every_ms`, and at once when `wake` is set (run() cancels the loops on stop)."""
         while not stop.is_set():
+            wake.clear()  # what set it before now is covered by this run of `work`
             try:
                 await work()
             except Exception as exc:  # a bug or an unexpected library error must not stop the node
                 self.metrics.errors.labels(kind=f"{name}_unexpected").inc()
                 log.exception("%s loop error: %s", name, exc)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=every_ms / 1000)
+                await asyncio.wait_for(wake.wait(), timeout=every_ms / 1000)
 
 
 def _parse_terms(raw: Any) -> Terms:

@@ -256,6 +256,15 @@ class EvmObserver:
             logs.extend(reply)
 
         numbers = sorted({hex_int(log.get("blockNumber"), "log.blockNumber") for log in logs})
+        if not numbers:
+            # No lock in the range: nothing to pin to a chain but `last` itself, whose hash goes into
+            # the cursor and is re-checked by the next poll (a reorg under an empty answer is caught
+            # there, as any other). One round trip per new block instead of two.
+            if before is None:
+                raise LedgerUnavailable(f"{self._network}: the RPC node does not have final block {last}")
+            return Observed(
+                self._network, (), before.timestamp, _Position(before.number, before.hash).format()
+            )
         replies = await self._rpc.batch(
             [head_call] + [("eth_getBlockByNumber", [to_hex(n), False]) for n in numbers]
         )

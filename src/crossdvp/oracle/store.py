@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -130,12 +130,15 @@ class OutboxMessage:
     attempts: int
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=FULL")  # a committed decision must survive a crash
-    cursor.execute("PRAGMA busy_timeout=5000")
-    cursor.close()
+def _sqlite_pragmas(synchronous: str) -> Callable[[Any, Any], None]:
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA synchronous={synchronous}")
+        cursor.execute("PRAGMA busy_timeout=5000")
+        cursor.close()
+
+    return on_connect
 
 
 class NodeStore:
@@ -149,16 +152,33 @@ class NodeStore:
             if parsed.database and parsed.database != ":memory:":
                 Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         self.engine: Engine = create_engine(url, connect_args=connect_args)
+        # Writes that only record what can be found again (a poll's cursor and locks, which a re-poll
+        # reads again idempotently; delivery bookkeeping, which every attempt re-reads from the network
+        # first; outbox acknowledgements, whose loss means a resend the peer answers "duplicate") go
+        # through `_relaxed`: on a SQLite file, a connection that commits without its own fsync.
+        # Everything else (terms, decisions, signatures, reports) commits with synchronous=FULL. That
+        # is safe because the WAL is one file written in commit order: a FULL commit's fsync makes
+        # every earlier commit durable too, so nothing durable can rest on a relaxed write that a power
+        # loss took back. A process crash (kill -9) loses neither: the WAL is already in the OS.
+        self._relaxed: Engine = self.engine
         if parsed.get_backend_name() == "sqlite":
-            event.listen(self.engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine, "connect", _sqlite_pragmas("FULL"))
+            if parsed.database and parsed.database != ":memory:":
+                self._relaxed = create_engine(url, connect_args=connect_args)
+                event.listen(self._relaxed, "connect", _sqlite_pragmas("NORMAL"))
         metadata.create_all(self.engine)
         self._terms_cache: dict[str, Terms] = {}  # settlement id -> parsed terms, insertion order
         # Settlements touched since the last take_touched(); None = all of them (see take_touched).
         self._touched: set[str] | None = None
         self._touched_lock = threading.Lock()
+        # Each network's row as this store last read or wrote it. The node is the only writer of its
+        # networks' rows, so a poll reads its cursor, and finds a quiet poll has nothing to write,
+        # without a query (at sub-second blocks a node polls tens of times a second).
+        self._network_rows: dict[str, NetworkState] = {}
 
     def close(self) -> None:
         self.engine.dispose()
+        self._relaxed.dispose()
 
     # -- terms --------------------------------------------------------------------------------------
 
@@ -194,6 +214,9 @@ class NodeStore:
                 if new:
                     self._enqueue(conn, members, "terms", {"terms": terms.to_dict()}, now_ms)
                 results.append(new)
+        for terms, result in zip(batch, results, strict=True):  # committed: parsed terms worth keeping
+            if result is True:
+                self._cache_terms(hex32(terms.settlement_id), terms)
         self._touch(hex32(t.settlement_id) for t, new in zip(batch, results, strict=True) if new is True)
         return results
 
@@ -253,10 +276,18 @@ class NodeStore:
         terms = self._terms_cache.get(settlement_id)
         if terms is None:
             terms = Terms.from_dict(json.loads(terms_json))
-            if len(self._terms_cache) >= _TERMS_CACHE_SIZE:
-                self._terms_cache.pop(next(iter(self._terms_cache)))  # the oldest entry
-            self._terms_cache[settlement_id] = terms
+            self._cache_terms(settlement_id, terms)
         return terms
+
+    def _cache_terms(self, settlement_id: str, terms: Terms) -> None:
+        if len(self._terms_cache) >= _TERMS_CACHE_SIZE:
+            self._terms_cache.pop(next(iter(self._terms_cache)))  # the oldest entry
+        self._terms_cache[settlement_id] = terms
+
+    def cached_terms(self, settlement_id: object) -> Terms | None:
+        """The stored terms of `settlement_id` ("0x" + 64 lowercase hex digits) if this store has them
+        parsed in memory; None says nothing (not cached is not unknown). No query."""
+        return self._terms_cache.get(settlement_id) if isinstance(settlement_id, str) else None
 
     def list_terms(self, *, limit: int = 100, after: bytes | None = None) -> list[Terms]:
         query = select(terms_table.c.terms_json).order_by(terms_table.c.settlement_id).limit(limit)
@@ -317,11 +348,16 @@ class NodeStore:
     # -- observations -------------------------------------------------------------------------------
 
     def network_state(self, network: str) -> NetworkState | None:
+        known = self._network_rows.get(network)
+        if known is not None:
+            return known
         with self.engine.connect() as conn:
             row = conn.execute(select(networks_table).where(networks_table.c.network == network)).first()
-        return (
-            None if row is None else NetworkState(row.network, row.cursor, row.final_time_s, row.last_poll_ms)
-        )
+        if row is None:
+            return None
+        state = NetworkState(row.network, row.cursor, row.final_time_s, row.last_poll_ms)
+        self._network_rows[network] = state
+        return state
 
     def network_states(self) -> list[NetworkState]:
         with self.engine.connect() as conn:
@@ -333,17 +369,28 @@ class NodeStore:
 
         The final time never moves backwards (an observer glitch must not un-finalize time). A poll
         that found no new lock, kept the cursor and did not advance the final time writes nothing (no
-        disk sync): `last_poll_ms` is the time of the last poll that changed something.
+        disk sync, and when this store knows the row, no transaction): `last_poll_ms` is the time of
+        the last poll that changed something.
         """
-        with self.engine.begin() as conn:
+        known = self._network_rows.get(observed.network)
+        if (
+            known is not None
+            and not observed.locks
+            and known.cursor == observed.cursor
+            and observed.final_time_s <= known.final_time_s
+        ):
+            return 0
+        row_now: NetworkState | None = None
+        with self._relaxed.begin() as conn:
             new = self._insert_locks(conn, observed.locks)
             row = conn.execute(
-                select(networks_table.c.final_time_s, networks_table.c.cursor).where(
-                    networks_table.c.network == observed.network
-                )
+                select(
+                    networks_table.c.final_time_s, networks_table.c.cursor, networks_table.c.last_poll_ms
+                ).where(networks_table.c.network == observed.network)
             ).first()
             first_poll = row is None
             if row is None:
+                row_now = NetworkState(observed.network, observed.cursor, observed.final_time_s, now_ms)
                 conn.execute(
                     insert(networks_table).values(
                         network=observed.network,
@@ -353,15 +400,17 @@ class NodeStore:
                     )
                 )
             elif new or row.cursor != observed.cursor or observed.final_time_s > int(row.final_time_s):
+                final_time_s = max(int(row.final_time_s), observed.final_time_s)
+                row_now = NetworkState(observed.network, observed.cursor, final_time_s, now_ms)
                 conn.execute(
                     update(networks_table)
                     .where(networks_table.c.network == observed.network)
-                    .values(
-                        cursor=observed.cursor,
-                        final_time_s=max(int(row.final_time_s), observed.final_time_s),
-                        last_poll_ms=now_ms,
-                    )
+                    .values(cursor=observed.cursor, final_time_s=final_time_s, last_poll_ms=now_ms)
                 )
+            else:
+                row_now = NetworkState(observed.network, row.cursor, int(row.final_time_s), row.last_poll_ms)
+        if row_now is not None:  # only once the transaction committed
+            self._network_rows[observed.network] = row_now
         if first_poll:
             self._touch_all()
         elif new:
@@ -738,7 +787,7 @@ class NodeStore:
     def update_delivery(
         self, execution_id: bytes, status: DeliveryStatus, *, next_check_ms: int, now_ms: int, attempted: bool
     ) -> None:
-        with self.engine.begin() as conn:
+        with self._relaxed.begin() as conn:
             conn.execute(
                 update(deliveries_table)
                 .where(
@@ -764,7 +813,7 @@ class NodeStore:
         *,
         failed_attempt: bool = False,
     ) -> None:
-        with self.engine.begin() as conn:
+        with self._relaxed.begin() as conn:
             conn.execute(
                 update(deliveries_table)
                 .where(
@@ -831,14 +880,14 @@ class NodeStore:
     def ack_outbox(self, message_ids: Iterable[int]) -> None:
         ids = list(message_ids)
         if ids:
-            with self.engine.begin() as conn:
+            with self._relaxed.begin() as conn:
                 # Acknowledged shares are done for good; deleting keeps the table as small as the backlog.
                 conn.execute(delete(outbox_table).where(outbox_table.c.id.in_(ids)))
 
     def retry_outbox(self, next_attempt_ms: Mapping[int, int]) -> None:
         """Count one more attempt for each message id and set when it is next due, in one transaction."""
         if next_attempt_ms:
-            with self.engine.begin() as conn:
+            with self._relaxed.begin() as conn:
                 conn.execute(
                     update(outbox_table)
                     .where(outbox_table.c.id == bindparam("message_id"))
