@@ -169,3 +169,49 @@ async def test_start_due_keeps_at_most_max_concurrent_per_network(store: NodeSto
     await asyncio.sleep(0.05)
     assert scheduler.start_due() == 1  # one finished, one more starts
     await scheduler.stop()
+
+
+class CountingChain(HeldChain):
+    """HeldChain that counts the status reads and never holds a send."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.status_reads = 0
+
+    async def status(self, report: SignedReport) -> DeliveryStatus:
+        self.status_reads += 1
+        return await super().status(report)
+
+    async def deliver(self, report: SignedReport) -> DeliveryStatus:
+        self.release.setdefault(report.workflow_execution_id[0], asyncio.Event()).set()
+        return await super().deliver(report)
+
+
+async def test_the_first_sender_sends_without_asking_first_and_a_later_one_asks(store: NodeStore) -> None:
+    """Position 0's first attempt goes straight to `deliver` (idempotent, and it reads the chain's
+    outcome itself): a status read first would only add a round trip. A node whose turn comes later
+    reads the status first and does not send a report that landed."""
+    chain = CountingChain()
+    store.add_report(_report(1), ["0xa"], [NETWORK], 1_000)
+    first = _scheduler(store, chain)  # a one-member DON: position 0
+    assert await first.tick() == 1
+    assert (chain.status_reads, chain.delivered) == (0, {_report(1).workflow_execution_id})
+
+    later_store = NodeStore(f"sqlite:///{store.engine.url.database}-later")
+    try:
+        later_store.add_report(_report(1), ["0xa"], [NETWORK], 1_000)
+        later = DeliveryScheduler(
+            index=0,  # position 1 of 2 for this report: (0 - odd execution id) mod 2
+            n=2,
+            store=later_store,
+            deliverers={NETWORK: chain},
+            metrics=NodeMetrics(),
+            now_ms=lambda: 1_000 + 2_000,  # its turn has come
+            stagger_ms=1_000,
+            recheck_ms=1_000,
+        )
+        sends = len(chain.sending)
+        assert await later.tick() == 1
+        assert chain.status_reads == 1 and len(chain.sending) == sends  # asked, found it, sent nothing
+    finally:
+        later_store.close()
