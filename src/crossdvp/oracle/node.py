@@ -633,9 +633,12 @@ class Node:
             self._wake_up("consensus")
 
     async def _lead(self) -> None:
+        paused_until = self._lead_again_ms
         await self.lead_while_complete()
-        pause_ms = self._lead_again_ms - self.clock.now_ms()
-        if pause_ms > 0:  # a round found no quorum: lead again when its pause ends, not at a later tick
+        if self._lead_again_ms != paused_until:
+            # A round found no quorum: lead again when its pause ends (at once if the round outlasted
+            # it), not at a later tick.
+            pause_ms = max(0, self._lead_again_ms - self.clock.now_ms())
             asyncio.get_running_loop().call_later(pause_ms / 1000, self._wake_up, "consensus")
 
     async def _loop(
