@@ -22,6 +22,22 @@ def _settled(cluster: Cluster, terms: object) -> bool:
     return cluster.outcome(terms) == ("settled", "settled")  # type: ignore[arg-type]
 
 
+async def _tick(cluster: Cluster, stop: asyncio.Event) -> None:
+    """For running nodes: their clock moves one poll interval per 10 ms of real time until `stop`."""
+    while not stop.is_set():
+        await asyncio.sleep(0.01)
+        cluster.clock.advance(cluster.step_ms)
+
+
+async def _eventually(condition: Callable[[], bool], *, within_s: float = 10.0) -> bool:
+    """Whether `condition` holds within `within_s` of real time (checked every 10 ms)."""
+    for _ in range(int(within_s * 100)):
+        if condition():
+            return True
+        await asyncio.sleep(0.01)
+    return condition()
+
+
 async def test_dvp_settles_on_both_networks(cluster: Cluster) -> None:
     terms = dvp_terms("settles", deadline_s=cluster.chain.time_s + 30)
     assert cluster.nodes[0].register_terms(terms)
@@ -347,25 +363,12 @@ async def test_a_poll_held_open_by_one_network_holds_up_neither_the_other_nor_de
     cluster.lock(terms)  # both at the same ledger time T
     cluster.cash.advance(2)  # the cash lock is final (final time T + 1); the chain's is not yet
     stop = asyncio.Event()
-
-    async def tick() -> None:  # the node's clock moves a poll interval per 10 ms of real time
-        while not stop.is_set():
-            await asyncio.sleep(0.01)
-            cluster.clock.advance(cluster.step_ms)
-
-    async def eventually(condition: Callable[[], bool]) -> bool:
-        for _ in range(500):
-            if condition():
-                return True
-            await asyncio.sleep(0.01)
-        return False
-
-    running = asyncio.gather(node.run(stop), tick())
+    running = asyncio.gather(node.run(stop), _tick(cluster, stop))
     try:
-        assert await eventually(lambda: held.calls >= 2), "the ledger's second poll never started"
+        assert await _eventually(lambda: held.calls >= 2), "the ledger's second poll never started"
         assert node.store.decision(terms.settlement_id) is None
         cluster.chain.advance(1)  # the chain lock is final now
-        decided = await eventually(lambda: node.store.decision(terms.settlement_id) is not None)
+        decided = await _eventually(lambda: node.store.decision(terms.settlement_id) is not None)
         assert decided, "the chain lock was not decided on while the ledger held its poll open"
         stored = node.store.decision(terms.settlement_id)
         assert stored is not None and stored.decision is Decision.SETTLE
@@ -456,23 +459,10 @@ async def test_running_nodes_report_a_new_decision_without_waiting_for_a_round_t
         terms = dvp_terms("woken", deadline_s=cluster.chain.time_s + 600)
         for node in cluster.nodes:
             assert node.register_terms(terms)
-
-        async def tick() -> None:  # the nodes' clock moves one poll interval per 10 ms of real time
-            while not stop.is_set():
-                await asyncio.sleep(0.01)
-                cluster.clock.advance(cluster.step_ms)
-
-        async def eventually(condition: Callable[[], bool]) -> bool:
-            for _ in range(1_000):
-                if condition():
-                    return True
-                await asyncio.sleep(0.01)
-            return False
-
-        running = asyncio.gather(*(node.run(stop) for node in cluster.nodes), tick())
+        running = asyncio.gather(*(node.run(stop) for node in cluster.nodes), _tick(cluster, stop))
         try:
             # Every loop has run once (and found nothing) before the locks exist.
-            assert await eventually(
+            assert await _eventually(
                 lambda: all(
                     all(net["last_poll_ms"] is not None for net in node.health()["networks"].values())
                     for node in cluster.nodes
@@ -482,7 +472,7 @@ async def test_running_nodes_report_a_new_decision_without_waiting_for_a_round_t
             cluster.lock(terms)
             cluster.chain.advance(1)
             cluster.cash.advance(1)
-            assert await eventually(lambda: _settled(cluster, terms)), cluster.outcome(terms)
+            assert await _eventually(lambda: _settled(cluster, terms)), cluster.outcome(terms)
             assert any(node.metrics.rounds.labels(outcome="complete")._value.get() for node in cluster.nodes)
         finally:
             stop.set()

@@ -41,6 +41,7 @@ from crossdvp.client.config import DeskConfig
 from crossdvp.devnet import DevnetOptions, devnet_down, devnet_up, load_state
 from crossdvp.devnet.keyfiles import read_secret
 from crossdvp.devnet.nodeconfig import NodeTiming
+from crossdvp.devnet.state import receipt_timeout_s
 from crossdvp.errors import ConfigError, CrossDvpError
 from crossdvp.oracle.api import MAX_REGISTER_BATCH
 from crossdvp.payments.client import PaymentsClient
@@ -156,8 +157,7 @@ class _Harness:
         chain, _, _ = state.require_complete()
         self.finality_depth = chain.finality_depth
         self.block_time_s = chain.block_time_s
-        # A receipt takes up to a block: on long blocks wait for several before giving up.
-        self.evm = EvmClient(self.config.rpc_url, timeout_s=max(10.0, 5 * chain.block_time_s))
+        self.evm = EvmClient(self.config.rpc_url, timeout_s=receipt_timeout_s(chain.block_time_s))
         self.block_gas_limit = self.evm.latest_block().gas_limit
         self.net = self.config.asset.bind(self.evm)
         self.admin = self.evm.account(dev_keys()[0])
@@ -410,14 +410,17 @@ def measure_dvp(
     """Start a devnet of `nodes` nodes in `directory`, measure (module docstring), stop it.
 
     `paced_s` = 0 skips the paced run (latency then comes from the burst); `paced_rate` (DvPs/s)
-    replaces its default rate, half the burst's. `block_gas_limit`,
-    `block_time_s` (seconds, may be fractional) and `finality_depth` are the devnet's (None: anvil's
-    default gas limit, 30,000,000). Rejects (ConfigError) settlements < 1, paced_s < 0, or a block
-    gas limit, block time or finality depth DevnetOptions refuses. Raises BenchError if the run
+    replaces its default rate, half the burst's. `block_gas_limit`, `block_time_s` (seconds, may be
+    fractional) and `finality_depth` are the devnet's (None: anvil's default gas limit, 30,000,000).
+    Rejects (ConfigError) settlements < 1, paced_s < 0, paced_rate <= 0, or a block gas limit, block
+    time or finality depth DevnetOptions refuses. Raises BenchError if the run
     cannot produce a trustworthy figure, DevnetError if the devnet does not start.
     """
-    if settlements < 1 or paced_s < 0:
-        raise ConfigError(f"settlements must be >= 1 and paced_s >= 0, got {settlements}/{paced_s}")
+    if settlements < 1 or paced_s < 0 or (paced_rate is not None and not paced_rate > 0):
+        raise ConfigError(
+            "settlements must be >= 1, paced_s >= 0 and paced_rate > 0, "
+            f"got {settlements}/{paced_s}/{paced_rate}"
+        )
     devnet_options = DevnetOptions(
         directory,
         nodes=nodes,

@@ -33,6 +33,7 @@ __all__ = [
     "ProcessRecord",
     "load_state",
     "process_start_ticks",
+    "receipt_timeout_s",
     "remove_state",
     "save_state",
     "state_path",
@@ -94,6 +95,12 @@ class ProcessRecord:
             start_ticks=None if d.get("start_ticks") is None else int(d["start_ticks"]),
             log_path=Path(d["log"]),
         )
+
+
+def receipt_timeout_s(block_time_s: float) -> float:
+    """How long a client of a devnet's chain waits for a receipt: a receipt takes up to a block, so
+    several blocks on long block times, and at least 10 s."""
+    return max(10.0, 5 * block_time_s)
 
 
 @dataclass(frozen=True, slots=True)

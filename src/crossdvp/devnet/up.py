@@ -61,6 +61,7 @@ from crossdvp.devnet.state import (
     ProcessRecord,
     load_state,
     process_start_ticks,
+    receipt_timeout_s,
     save_state,
     state_path,
 )
@@ -353,7 +354,7 @@ def _bring_up(
     launcher.add(anvil.process)
     progress(f"anvil running at {anvil.rpc_url} (chain {anvil.chain_id}, pid {anvil.pid})")
     # Without automine each receipt takes up to a block: wait for several blocks before giving up.
-    evm = EvmClient(anvil.rpc_url, timeout_s=max(10.0, 5 * options.block_time_s))
+    evm = EvmClient(anvil.rpc_url, timeout_s=receipt_timeout_s(options.block_time_s))
     funded = dev_keys(accounts)
     admin = evm.account(funded[0])
     write_keystore(keys_dir / "admin.keystore.json", funded[0], password, scrypt_n=_DEVNET_SCRYPT_N)

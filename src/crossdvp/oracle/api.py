@@ -56,6 +56,16 @@ def _named_id(item: object) -> str | None:
     return None if parsed is None else hex32(parsed)
 
 
+def _client_terms(raw: object) -> Terms | str:
+    """Terms from a client's JSON, or why they are invalid (the detail of a 422)."""
+    try:
+        return Terms.from_dict(raw)  # type: ignore[arg-type]  # rejects a non-mapping itself
+    except SettlementError as exc:
+        return str(exc)
+    except (TypeError, KeyError, ValueError) as exc:
+        return f"malformed terms: {exc}"
+
+
 def settlement_view(node: Node, terms: Terms) -> dict[str, Any]:
     """The operator's view of one settlement, from this node's store."""
     store = node.store
@@ -153,12 +163,9 @@ def create_app(node: Node) -> FastAPI:
             body = await request.json()
         except ValueError:
             return problem(422, "Invalid terms", "the body must be a JSON object of terms")
-        try:
-            terms = Terms.from_dict(body)
-        except SettlementError as exc:
-            return problem(422, "Invalid terms", str(exc))
-        except (TypeError, KeyError, ValueError) as exc:
-            return problem(422, "Invalid terms", f"malformed terms: {exc}")
+        terms = _client_terms(body)
+        if isinstance(terms, str):
+            return problem(422, "Invalid terms", terms)
         try:
             new = node.register_terms(terms)
         except TermsConflict as exc:
@@ -189,14 +196,12 @@ def create_app(node: Node) -> FastAPI:
         results: list[dict[str, Any] | None] = []
         valid: list[Terms] = []
         for item in raw:
-            try:
-                valid.append(Terms.from_dict(item))
+            parsed = _client_terms(item)
+            if isinstance(parsed, str):
+                results.append(_item_problem(_named_id(item), 422, "Invalid terms", parsed))
+            else:
+                valid.append(parsed)
                 results.append(None)
-            except SettlementError as exc:
-                results.append(_item_problem(_named_id(item), 422, "Invalid terms", str(exc)))
-            except (TypeError, KeyError, ValueError, AttributeError) as exc:
-                detail = f"malformed terms: {exc}"
-                results.append(_item_problem(_named_id(item), 422, "Invalid terms", detail))
         registered = iter(zip(valid, node.register_terms_many(valid), strict=True))
         out: list[dict[str, Any]] = []
         for result in results:
