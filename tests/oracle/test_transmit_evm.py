@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
+import httpx
 import pytest
 
 from crossdvp.chain.anvil import Anvil
@@ -33,6 +35,41 @@ def deliverer(anvil: Anvil, world: World, key_index: int = 5) -> EvmDeliverer:
         escrow=world.network.escrow,
         transmitter_key=anvil.dev_keys[key_index],
     )
+
+
+class RecordingTransport(httpx.AsyncBaseTransport):
+    """Passes each HTTP request on to the node and records the JSON-RPC methods it carried."""
+
+    def __init__(self) -> None:
+        self._inner = httpx.AsyncHTTPTransport()
+        self.requests: list[list[str]] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        self.requests.append([call["method"] for call in (body if isinstance(body, list) else [body])])
+        return await self._inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    def until_sent(self) -> list[list[str]]:
+        """The requests up to the first that sent a transaction; forgets everything recorded."""
+        sent = next(i for i, methods in enumerate(self.requests) if "eth_sendRawTransaction" in methods)
+        taken, self.requests = self.requests[: sent + 1], []
+        return taken
+
+
+def recording_deliverer(anvil: Anvil, world: World) -> tuple[EvmDeliverer, RecordingTransport]:
+    transport = RecordingTransport()
+    node = EvmDeliverer(
+        anvil.rpc_url,
+        chain_id=anvil.chain_id,
+        forwarder=world.network.forwarder,
+        escrow=world.network.escrow,
+        transmitter_key=anvil.dev_keys[5],
+        transport=transport,
+    )
+    return node, transport
 
 
 async def deliver_then_close(d: EvmDeliverer, report: SignedReport) -> DeliveryStatus:
@@ -190,3 +227,64 @@ def test_a_report_the_escrow_would_refuse_is_failed_without_sending(
     assert refused.state == DeliveryState.FAILED
     assert "InvalidWorkflowName" in refused.detail
     assert evm.block_number() == head
+
+
+def test_a_report_is_sent_after_one_round_trip_and_the_nonce_is_kept_between_sends(
+    anvil: Anvil, world: World
+) -> None:
+    reports = []
+    for settlement_id in (b"\x57" * 32, b"\x58" * 32):
+        lock(world, settlement_id)
+        reports.append(signed_report(world, [ReportItem(settlement_id, TERMS_HASH, Decision.SETTLE)]))
+    node, transport = recording_deliverer(anvil, world)
+    one_round_trip = [
+        "eth_call",  # the forwarder's outcome so far
+        "eth_blockNumber",
+        "eth_estimateGas",  # routing through the forwarder
+        "eth_estimateGas",  # the escrow's onReport
+        "eth_getBlockByNumber",  # base fee and gas limit
+        "eth_maxPriorityFeePerGas",
+    ]
+
+    async def both() -> list[DeliveryStatus]:
+        try:
+            first = await node.deliver(reports[0])
+            first_sent = transport.until_sent()
+            second = await node.deliver(reports[1])
+            assert first_sent == [one_round_trip, ["eth_getTransactionCount"], ["eth_sendRawTransaction"]]
+            assert transport.until_sent() == [one_round_trip, ["eth_sendRawTransaction"]]
+            return [first, second]
+        finally:
+            await node.aclose()
+
+    assert [s.state for s in run(both)] == [DeliveryState.DELIVERED, DeliveryState.DELIVERED]
+    for settlement_id in (b"\x57" * 32, b"\x58" * 32):
+        assert world.contracts.escrow.get_lock(settlement_id, 0).state == LockState.SETTLED
+
+
+def test_a_nonce_another_sender_took_is_read_again_and_the_report_sent(
+    anvil: Anvil, world: World, evm: EvmClient
+) -> None:
+    reports = []
+    for settlement_id in (b"\x59" * 32, b"\x5a" * 32):
+        lock(world, settlement_id)
+        reports.append(signed_report(world, [ReportItem(settlement_id, TERMS_HASH, Decision.SETTLE)]))
+    node, transport = recording_deliverer(anvil, world)
+    same_key = evm.account(anvil.dev_keys[5])
+
+    async def both() -> list[DeliveryStatus]:
+        try:
+            first = await node.deliver(reports[0])
+            transport.until_sent()
+            # Another process sends from the transmitter key: the nonce this node counted is taken.
+            evm.transfer_eth(same_key, world.buyer.address, 1)
+            second = await node.deliver(reports[1])
+            return [first, second]
+        finally:
+            await node.aclose()
+
+    assert [s.state for s in run(both)] == [DeliveryState.DELIVERED, DeliveryState.DELIVERED]
+    # The refused send, the nonce read again, the send that landed.
+    sends = [m for m in transport.requests if m in (["eth_sendRawTransaction"], ["eth_getTransactionCount"])]
+    assert sends[:3] == [["eth_sendRawTransaction"], ["eth_getTransactionCount"], ["eth_sendRawTransaction"]]
+    assert world.contracts.escrow.get_lock(b"\x5a" * 32, 0).state == LockState.SETTLED

@@ -34,6 +34,7 @@ from crossdvp.chain.errors import (
     RpcError,
     TransactionTimeout,
     is_block_race,
+    is_nonce_conflict,
 )
 
 __all__ = ["BlockInfo", "Call", "EvmClient", "LogEntry", "Sender", "TxReceipt", "normalize_address"]
@@ -68,16 +69,7 @@ def _hex_int(value: object) -> int:
 
 
 def _is_nonce_conflict(error: RpcError) -> bool:
-    """Whether the node refused a transaction because its nonce is already used.
-
-    Nodes report this with a generic code (anvil -32003, geth -32000) shared with unrelated
-    rejections such as insufficient funds, so the message text is the only signal there is; this is
-    the single place crossdvp reads an error message, and it only decides whether to resync a nonce.
-    """
-    text = str(error).lower()
-    return error.code is not None and (
-        "nonce too low" in text or "replacement transaction underpriced" in text
-    )
+    return is_nonce_conflict(error.code, str(error))
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,6 +38,17 @@ def is_block_race(code: object, params: Sequence[object]) -> bool:
     return code == _INVALID_PARAMS and any(isinstance(p, str) and p in _MOVING_TAGS for p in params)
 
 
+def is_nonce_conflict(code: object, message: str) -> bool:
+    """Whether a node refused a transaction because its nonce is already used.
+
+    Nodes report this with a generic code (anvil -32003, geth -32000) shared with unrelated
+    rejections such as insufficient funds, so the message text is the only signal there is; this is
+    the single place crossdvp reads an error message, and it only decides whether to resync a nonce.
+    """
+    text = message.lower()
+    return code is not None and ("nonce too low" in text or "replacement transaction underpriced" in text)
+
+
 class ChainError(CrossDvpError):
     """Base class of everything the chain adapter raises."""
 

@@ -20,8 +20,8 @@ from typing import Any
 import httpx
 from eth_utils.crypto import keccak
 
-from crossdvp.chain.errors import BLOCK_RACE_ATTEMPTS, BLOCK_RACE_PAUSE_S, is_block_race
-from crossdvp.oracle.errors import LedgerUnavailable, RpcReverted
+from crossdvp.chain.errors import BLOCK_RACE_ATTEMPTS, BLOCK_RACE_PAUSE_S, is_block_race, is_nonce_conflict
+from crossdvp.oracle.errors import LedgerUnavailable, NonceTaken, RpcReverted
 
 __all__ = ["JsonRpcClient", "abi_signature", "hex_int", "selector", "to_hex"]
 
@@ -143,6 +143,8 @@ class JsonRpcClient:
             data = _revert_data(error)
             if data is not None:
                 raise RpcReverted(method, data, str(error.get("message", "")))
+            if is_nonce_conflict(error.get("code"), str(error.get("message", ""))):
+                raise NonceTaken(f"{method} refused: {error.get('code')} {error.get('message')}")
             if is_block_race(error.get("code"), params):
                 raise _TagRace(f"{method} raced the next block: {error.get('message')}")
             raise LedgerUnavailable(f"{method} failed: {error.get('code')} {error.get('message')}")
@@ -178,7 +180,21 @@ class JsonRpcClient:
                 await asyncio.sleep(BLOCK_RACE_PAUSE_S)
         raise AssertionError("unreachable")
 
-    async def _batch_once(self, calls: Sequence[tuple[str, Sequence[object]]]) -> list[Any]:
+    async def batch_outcomes(
+        self, calls: Sequence[tuple[str, Sequence[object]]]
+    ) -> list[Any | LedgerUnavailable | RpcReverted]:
+        """As `batch`, but a call that failed gives its error in its place instead of raising: for a
+        round trip that mixes reads the caller needs with calls that may revert (gas estimates)."""
+        for attempt in range(BLOCK_RACE_ATTEMPTS):
+            outcomes = await self._batch_once(calls, keep_errors=True)
+            if attempt == BLOCK_RACE_ATTEMPTS - 1 or not any(isinstance(o, _TagRace) for o in outcomes):
+                return outcomes
+            await asyncio.sleep(BLOCK_RACE_PAUSE_S)
+        raise AssertionError("unreachable")
+
+    async def _batch_once(
+        self, calls: Sequence[tuple[str, Sequence[object]]], *, keep_errors: bool = False
+    ) -> list[Any]:
         results: list[Any] = []
         for start in range(0, len(calls), MAX_BATCH):
             chunk = calls[start : start + MAX_BATCH]
@@ -198,5 +214,10 @@ class JsonRpcClient:
             for id_, (method, params) in zip(ids, chunk, strict=True):
                 if id_ not in by_id:
                     raise LedgerUnavailable(f"JSON-RPC batch reply has no answer to {method} (id {id_})")
-                results.append(self._result(method, by_id[id_], params))
+                try:
+                    results.append(self._result(method, by_id[id_], params))
+                except (LedgerUnavailable, RpcReverted) as exc:
+                    if not keep_errors:
+                        raise
+                    results.append(exc)
         return results

@@ -26,6 +26,7 @@ __all__ = [
     "LedgerAccessDenied",
     "LedgerUnavailable",
     "NodeConfigError",
+    "NonceTaken",
     "ObserverError",
     "OracleError",
     "PeerMessageRejected",
@@ -85,6 +86,11 @@ class LedgerUnavailable(ObserverError):  # noqa: N818 (reads as a sentence)
     """
 
     retryable = True
+
+
+class NonceTaken(LedgerUnavailable):
+    """The chain refused a transaction because its nonce is already used (another process sent from
+    the same key, or this process counted wrong): read the nonce again and send again."""
 
 
 class LedgerAccessDenied(OracleError):  # noqa: N818 (reads as a sentence)

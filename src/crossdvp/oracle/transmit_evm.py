@@ -35,7 +35,7 @@ from eth_utils.crypto import keccak
 from crossdvp.chain.contracts import load_artifact
 from crossdvp.errors import ConfigError
 from crossdvp.oracle._rpc import JsonRpcClient, hex_int, selector, to_hex
-from crossdvp.oracle.errors import LedgerUnavailable, RpcReverted
+from crossdvp.oracle.errors import LedgerUnavailable, NonceTaken, RpcReverted
 from crossdvp.oracle.ports import DeliveryState, DeliveryStatus, SignedReport
 from crossdvp.settlement.report import FORWARDER_METADATA_LENGTH, REPORT_METADATA_LENGTH, ReportMetadata
 
@@ -44,6 +44,8 @@ __all__ = ["EvmDeliverer", "TransmissionState"]
 logger = logging.getLogger(__name__)
 
 _ON_REPORT_SELECTOR = keccak(text="onReport(bytes,bytes)")[:4]
+#: Sends of one transaction when the node says its nonce is taken (re-read between them).
+_NONCE_ATTEMPTS = 3
 
 
 class TransmissionState:
@@ -60,6 +62,13 @@ class _Transmission:
     state: int
     transmitter: str
     gas_limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Fees:
+    base_fee: int
+    tip: int
+    block_gas_limit: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +168,8 @@ class EvmDeliverer:
         # Transactions this process sent and has not seen mined, by workflow execution id: a second
         # deliver() while one is in the mempool reports PENDING instead of paying for a duplicate.
         self._in_flight: dict[bytes, _Sent] = {}
+        # The transmitter's next nonce, while this process knows it (see _send).
+        self._nonce: int | None = None
 
     @property
     def network(self) -> str:
@@ -274,23 +285,35 @@ class EvmDeliverer:
         Raises LedgerUnavailable (retryable) on transport/RPC failures.
         """
         exec_id = report.workflow_execution_id
-        latest, head = await self._read(report)
+        calldata = self._report_calldata(report)
+        # One round trip for everything a send needs: the outcome so far, both gas estimates and the
+        # fee inputs. The estimates are wasted when the report has landed already; a round trip
+        # saved on every report is worth more (each one costs a loaded node tens of milliseconds).
+        (info_raw, number_raw, routing_est, receiver_est, block, tip_raw) = await self._rpc.batch_outcomes(
+            [
+                self._info_call(report, "latest"),
+                ("eth_blockNumber", []),
+                ("eth_estimateGas", [{"from": self.transmitter, "to": self.forwarder, "data": calldata}]),
+                (
+                    "eth_estimateGas",
+                    [{"from": self.forwarder, "to": self.escrow, "data": _on_report_calldata(report.raw)}],
+                ),
+                ("eth_getBlockByNumber", ["latest", False]),
+                ("eth_maxPriorityFeePerGas", []),
+            ]
+        )
+        for outcome in (info_raw, number_raw, block, tip_raw):
+            if isinstance(outcome, Exception):
+                raise outcome
+        latest = self._transmission(info_raw)
         if latest.state in (TransmissionState.SUCCEEDED, TransmissionState.INVALID_RECEIVER):
-            return await self._status(report, latest, head)
+            return await self._status(report, latest, hex_int(number_raw, "eth_blockNumber"))
         pending = await self._check_in_flight(exec_id)
         if pending is not None:
             return pending
 
-        calldata = self._report_calldata(report)
-        try:
-            routing_gas = hex_int(
-                await self._rpc.call(
-                    "eth_estimateGas", [{"from": self.transmitter, "to": self.forwarder, "data": calldata}]
-                ),
-                "eth_estimateGas",
-            )
-        except RpcReverted as exc:
-            name, shown = self._abi.describe_revert(exc.data)
+        if isinstance(routing_est, RpcReverted):
+            name, shown = self._abi.describe_revert(routing_est.data)
             if name == "AlreadyAttempted":
                 # Someone delivered between our read and the estimate: the forwarder has the outcome.
                 return await self.status(report)
@@ -298,24 +321,30 @@ class EvmDeliverer:
             return DeliveryStatus(
                 self._network, DeliveryState.FAILED, None, f"forwarder refuses the report: {shown}"
             )
-        try:
-            receiver_gas = hex_int(
-                await self._rpc.call(
-                    "eth_estimateGas",
-                    [{"from": self.forwarder, "to": self.escrow, "data": _on_report_calldata(report.raw)}],
-                ),
-                "eth_estimateGas",
-            )
-        except RpcReverted as exc:
-            detail = f"escrow {self.escrow} refuses the report: {self._abi.describe_revert(exc.data)[1]}"
+        if isinstance(routing_est, Exception):
+            raise routing_est
+        if isinstance(receiver_est, RpcReverted):
+            shown = self._abi.describe_revert(receiver_est.data)[1]
+            detail = f"escrow {self.escrow} refuses the report: {shown}"
             logger.error("report 0x%s: %s", exec_id.hex(), detail)
             return DeliveryStatus(self._network, DeliveryState.FAILED, None, detail)
+        if isinstance(receiver_est, Exception):
+            raise receiver_est
+        routing_gas = hex_int(routing_est, "eth_estimateGas")
+        receiver_gas = hex_int(receiver_est, "eth_estimateGas")
         # The receiver gets at most 63/64 of what is left when the forwarder calls it (EIP-150).
         gas = routing_gas + receiver_gas * 64 // 63 + self.gas_margin
         if latest.state == TransmissionState.FAILED:
             gas = max(gas, routing_gas + 2 * latest.gas_limit)
+        if not isinstance(block, Mapping):
+            raise LedgerUnavailable(f"malformed latest block from the RPC node: {block!r:.200}")
+        fees = _Fees(
+            base_fee=hex_int(block.get("baseFeePerGas", "0x0"), "baseFeePerGas"),
+            tip=hex_int(tip_raw, "eth_maxPriorityFeePerGas"),
+            block_gas_limit=hex_int(block.get("gasLimit"), "gasLimit"),
+        )
 
-        sent = await self._send(calldata, gas)
+        sent = await self._send(calldata, gas, fees)
         self._in_flight[exec_id] = sent
         logger.info(
             "report 0x%s sent to forwarder %s in tx %s (gas %d)",
@@ -327,6 +356,7 @@ class EvmDeliverer:
         )
         receipt = await self._wait_receipt(sent.tx_hash)
         if receipt is None:
+            self._nonce = None  # perhaps stuck behind a gap: ask the node next time
             return DeliveryStatus(
                 self._network, DeliveryState.PENDING, sent.tx_hash, "transaction not yet mined"
             )
@@ -362,40 +392,54 @@ class EvmDeliverer:
                 self._network, DeliveryState.PENDING, sent.tx_hash, "transaction not yet mined"
             )
         # Mined without delivering (the state read before said so), or dropped: send again.
+        if receipt is None:
+            self._nonce = None  # dropped: its nonce is free again
         self._in_flight.pop(exec_id, None)
         return None
 
-    async def _send(self, calldata: str, gas: int) -> _Sent:
+    async def _send(self, calldata: str, gas: int, fees: _Fees) -> _Sent:
+        """Sign and send from the transmitter key. Sends are serialised, and the next nonce is kept
+        here between them (one round trip per send instead of two). It is read from the node again
+        after anything unusual: a nonce the node says is taken (then the send is tried again), a
+        failed send, a receipt that never came, a transaction that was dropped."""
+        gas = min(gas, fees.block_gas_limit)
         async with self._send_lock:
-            nonce_raw, block, tip_raw = await self._rpc.batch(
-                [
-                    ("eth_getTransactionCount", [self.transmitter, "pending"]),
-                    ("eth_getBlockByNumber", ["latest", False]),
-                    ("eth_maxPriorityFeePerGas", []),
-                ]
-            )
-            if not isinstance(block, Mapping):
-                raise LedgerUnavailable(f"malformed latest block from the RPC node: {block!r:.200}")
-            base_fee = hex_int(block.get("baseFeePerGas", "0x0"), "baseFeePerGas")
-            gas = min(gas, hex_int(block.get("gasLimit"), "gasLimit"))
-            tip = hex_int(tip_raw, "eth_maxPriorityFeePerGas")
-            tx = {
-                "type": 2,
-                "chainId": self.chain_id,
-                "nonce": hex_int(nonce_raw, "eth_getTransactionCount"),
-                "to": to_checksum_address(self.forwarder),  # eth_account insists on the checksum form
-                "value": 0,
-                "data": calldata,
-                "gas": gas,
-                # Twice the base fee survives several full blocks of base-fee growth.
-                "maxFeePerGas": 2 * base_fee + tip,
-                "maxPriorityFeePerGas": tip,
-            }
-            signed = self._account.sign_transaction(tx)
-            tx_hash = _tx_hash(
-                await self._rpc.call("eth_sendRawTransaction", ["0x" + bytes(signed.raw_transaction).hex()])
-            )
-        return _Sent(tx_hash=tx_hash, gas=gas)
+            for attempt in range(_NONCE_ATTEMPTS):
+                try:
+                    if self._nonce is None:
+                        self._nonce = hex_int(
+                            await self._rpc.call("eth_getTransactionCount", [self.transmitter, "pending"]),
+                            "eth_getTransactionCount",
+                        )
+                    tx = {
+                        "type": 2,
+                        "chainId": self.chain_id,
+                        "nonce": self._nonce,
+                        "to": to_checksum_address(self.forwarder),  # eth_account insists on checksums
+                        "value": 0,
+                        "data": calldata,
+                        "gas": gas,
+                        # Twice the base fee survives several full blocks of base-fee growth.
+                        "maxFeePerGas": 2 * fees.base_fee + fees.tip,
+                        "maxPriorityFeePerGas": fees.tip,
+                    }
+                    signed = self._account.sign_transaction(tx)
+                    tx_hash = _tx_hash(
+                        await self._rpc.call(
+                            "eth_sendRawTransaction", ["0x" + bytes(signed.raw_transaction).hex()]
+                        )
+                    )
+                except NonceTaken:
+                    self._nonce = None
+                    if attempt + 1 < _NONCE_ATTEMPTS:
+                        continue
+                    raise
+                except BaseException:
+                    self._nonce = None
+                    raise
+                self._nonce += 1
+                return _Sent(tx_hash=tx_hash, gas=gas)
+        raise AssertionError("unreachable: the loop returns or raises")
 
     async def _wait_receipt(self, tx_hash: str) -> Mapping[str, Any] | None:
         """The transaction's receipt, or None after receipt_timeout_s. The receipt is asked for again
