@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -116,6 +117,32 @@ async def test_leader_of_the_decision_slot_silent_then_next_completes(cluster: C
     assert nxt is not leader
     outcome = await nxt.consensus_tick()
     assert outcome is not None and outcome.outcome == "complete"
+
+
+async def test_a_round_completes_with_the_fastest_signers_and_leaves_a_slow_member_behind(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    terms = dvp_terms("slow-member", deadline_s=cluster.chain.time_s + 30)
+    for node in cluster.nodes:
+        node.store.add_terms(terms, cluster.clock.now_ms())
+    cluster.lock(terms)
+    await cluster.decide_locked()
+    leader = next(n for n in cluster.nodes if n.is_leader())
+    slow = next(n for n in cluster.nodes if n is not leader)
+    deliver = cluster.peers.deliver
+
+    async def held(sender: int, to: int, envelope: dict[str, Any]) -> dict[str, Any]:
+        if to == slow.index:
+            await asyncio.Event().wait()  # never answers
+        return await deliver(sender, to, envelope)
+
+    monkeypatch.setattr(cluster.peers, "deliver", held)
+    outcome = await asyncio.wait_for(leader.consensus_tick(), timeout=5)
+    assert outcome is not None and outcome.outcome == "complete"
+    assert slow.metrics.signatures.labels(role="follower")._value.get() == 0
+    # The request the round stopped waiting for ends when the node closes; nothing is left running.
+    await asyncio.wait_for(leader.aclose(), timeout=5)
+    assert not [t for t in asyncio.all_tasks() if t.get_name().startswith("propose")]
 
 
 async def test_restarted_node_never_signs_the_opposite_and_resumes(cluster: Cluster) -> None:

@@ -126,6 +126,8 @@ class Consensus:
         # Called after a new complete report is stored (led, learned or shared): the node sends it on
         # at once rather than at its next delivery and outbox ticks.
         self._on_new_report = on_new_report
+        # Proposal requests a round stopped waiting for (see _broadcast_propose).
+        self._stragglers: set[asyncio.Task[dict[str, Any] | None]] = set()
         #: TEST ONLY: reports a Byzantine node forged, which the node also tries to deliver itself.
         self.forged_reports: list[SignedReport] = []
 
@@ -287,14 +289,13 @@ class Consensus:
             proposals += 1
             items, raw = self._build(candidate)
             signatures: dict[int, bytes] = {self.index: self._sign_checked(raw, items, role="leader")}
-            replies = await self._broadcast_propose(items, raw)
+            replies, signed = await self._broadcast_propose(items, raw)
+            signatures.update(signed)
             agreed: dict[int, set[bytes]] = {}
             all_ids = {i.settlement_id for i in items}
             for member, reply in replies.items():
                 self._learn(reply.get("reports"))
-                signature = self._valid_signature(member, raw, reply)
-                if signature is not None:
-                    signatures[member] = signature
+                if member in signed:
                     agreed[member] = set(all_ids)
                 else:
                     ids = self._agreed_ids(reply) & all_ids
@@ -322,9 +323,17 @@ class Consensus:
         self._metrics.rounds.labels(outcome="no_quorum").inc()
         return RoundOutcome("no_quorum", None, proposals)
 
-    async def _broadcast_propose(self, items: Sequence[ReportItem], raw: bytes) -> dict[int, dict[str, Any]]:
+    async def _broadcast_propose(
+        self, items: Sequence[ReportItem], raw: bytes
+    ) -> tuple[dict[int, dict[str, Any]], dict[int, bytes]]:
+        """Ask every other member to sign `raw`; returns the replies and the valid signatures among
+        them as soon as f members signed (with the leader's own, a quorum), else once all answered.
+
+        Members still answering then are not waited for: their requests run to the end on their own
+        and the replies are dropped. Waiting for every member made each report as slow as the
+        slowest node of the DON, where only the f fastest are needed.
+        """
         body = {"items": items_to_wire(items), "raw": "0x" + raw.hex()}
-        others = [m for m in range(self.n) if m != self.index]
 
         async def ask(member: int) -> dict[str, Any] | None:
             try:
@@ -334,8 +343,38 @@ class Consensus:
             except CrossDvpError:
                 return None
 
-        answers = await asyncio.gather(*(ask(m) for m in others))
-        return {m: a for m, a in zip(others, answers, strict=True) if a is not None}
+        asking = {
+            asyncio.create_task(ask(m), name=f"propose to {m}"): m for m in range(self.n) if m != self.index
+        }
+        pending: set[asyncio.Task[dict[str, Any] | None]] = set(asking)
+        replies: dict[int, dict[str, Any]] = {}
+        signed: dict[int, bytes] = {}
+        try:
+            while pending and len(signed) < self.don.f:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    member, reply = asking[task], task.result()
+                    if reply is None:
+                        continue
+                    replies[member] = reply
+                    signature = self._valid_signature(member, raw, reply)
+                    if signature is not None:
+                        signed[member] = signature
+        except BaseException:
+            for task in pending:
+                task.cancel()
+            raise
+        for task in pending:  # keep a reference until it ends (the loop holds tasks weakly)
+            self._stragglers.add(task)
+            task.add_done_callback(self._stragglers.discard)
+        return replies, signed
+
+    async def cancel_stragglers(self) -> None:
+        """Cancel the proposal requests no round waits for any more, and wait for them to end."""
+        tasks = list(self._stragglers)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def _valid_signature(self, member: int, raw: bytes, reply: dict[str, Any]) -> bytes | None:
         if reply.get("status") != "signed":
@@ -399,14 +438,10 @@ class Consensus:
         if self._byzantine == "garbage":
             raw = raw[:109] + secrets.token_bytes(32)
         own = sign_report(raw, self.context, self._key.private_key)
-        replies = await self._broadcast_propose(items, raw)
+        _, signed = await self._broadcast_propose(items, raw)
         # Collect whatever honest nodes would sign for the flipped batch (nothing, if they check), and
         # otherwise pad with our own signature, which verify_report must refuse as a duplicate.
-        signatures = [own] + [
-            sig
-            for m, reply in sorted(replies.items())
-            if (sig := self._valid_signature(m, raw, reply)) is not None
-        ]
+        signatures = [own] + [sig for _, sig in sorted(signed.items())]
         if len(signatures) < self.don.f + 1:
             signatures = [own] * (self.don.f + 1)
         forged = SignedReport(

@@ -565,7 +565,8 @@ class Node:
         }
 
     async def aclose(self) -> None:
-        """Close the ports' connections (those that have any)."""
+        """Stop the proposals a round stopped waiting for; close the ports' connections."""
+        await self.consensus.cancel_stragglers()
         for port in [*self._observers.values(), *self._deliverers.values()]:
             close = getattr(port, "aclose", None)
             if close is not None:
