@@ -12,14 +12,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-import httpx
 from eth_account import Account
 
-from crossdvp.chain.anvil import Anvil
 from crossdvp.chain.client import EvmClient, Sender
 from crossdvp.chain.deploy import AssetNetwork, BoundAssetNetwork, deploy_asset_network
-from crossdvp.oracle.ports import DeliveryStatus, SignedReport
-from crossdvp.oracle.transmit_evm import EvmDeliverer
+from crossdvp.oracle.ports import SignedReport
 from crossdvp.settlement.report import (
     DonConfig,
     ReportItem,
@@ -29,7 +26,6 @@ from crossdvp.settlement.report import (
     report_context,
     sign_report,
 )
-from crossdvp.settlement.terms import Decision
 
 T = TypeVar("T")
 
@@ -121,46 +117,6 @@ def signed_report(
 ) -> SignedReport:
     timestamp_s = world.client.latest_block().timestamp
     return sign_items(items, timestamp_s=timestamp_s, workflow=world.workflow, signer_indexes=signer_indexes)
-
-
-def starved_report(world: World, settlement_id: bytes) -> SignedReport:
-    """Six legs locked under one settlement and a SETTLE report for it, already transmitted once
-    with only the forwarder's routing floor of gas: settling six legs costs the receiver far more,
-    so that transmission is processed with result=false (the escrow's call failed)."""
-    for leg in range(6):
-        lock(world, settlement_id, leg_index=leg)
-    report = signed_report(world, [ReportItem(settlement_id, b"\x22" * 32, Decision.SETTLE)])
-    forwarder = world.contracts.forwarder
-    call = forwarder.call_data(
-        "report", world.network.escrow, report.raw, report.context, list(report.signatures)
-    )
-    floor = world.client.estimate_gas(call, sender=world.admin.address)
-    starved = forwarder.report(
-        world.admin, world.network.escrow, report.raw, report.context, report.signatures, gas=floor
-    )
-    assert [event.result for event in forwarder.report_processed_in(starved)] == [False]
-    return report
-
-
-def deliverer(
-    anvil: Anvil, world: World, key_index: int = 5, *, transport: httpx.AsyncBaseTransport | None = None
-) -> EvmDeliverer:
-    """A node's EVM deliverer for this world, sending from anvil's dev key `key_index`."""
-    return EvmDeliverer(
-        anvil.rpc_url,
-        chain_id=anvil.chain_id,
-        forwarder=world.network.forwarder,
-        escrow=world.network.escrow,
-        transmitter_key=anvil.dev_keys[key_index],
-        transport=transport,
-    )
-
-
-async def deliver_then_close(d: EvmDeliverer, report: SignedReport) -> DeliveryStatus:
-    try:
-        return await d.deliver(report)
-    finally:
-        await d.aclose()
 
 
 def run(factory: Callable[[], Awaitable[T]]) -> T:

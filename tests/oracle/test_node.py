@@ -331,34 +331,6 @@ async def test_staggered_delivery_sends_each_report_once(tmp_path: Path) -> None
         cluster.close()
 
 
-@pytest.mark.parametrize("shown", [True, False], ids=["deliveries-shown", "deliveries-not-shown"])
-async def test_nodes_that_did_not_send_learn_the_delivery_from_their_polls(
-    tmp_path: Path, shown: bool
-) -> None:
-    cluster = Cluster(tmp_path, stagger_ms=60_000)  # the other nodes' first checks are a minute away
-    try:
-        for ledger in (cluster.chain, cluster.cash):
-            ledger.shows_deliveries = shown
-        terms = dvp_terms("learned", deadline_s=cluster.chain.time_s + 30)
-        cluster.nodes[0].register_terms(terms)
-        cluster.lock(terms)
-        await cluster.run_until(lambda: _settled(cluster, terms))
-        await cluster.run(4)
-        states = {
-            d.state.value
-            for n in cluster.nodes
-            for r in n.store.reports_for(terms.settlement_id)
-            for d in n.store.deliveries_for(r.report.workflow_execution_id)
-        }
-        if shown:
-            assert states == {"delivered"}
-            assert (cluster.chain.status_reads, cluster.cash.status_reads) == (0, 0)
-        else:
-            assert states == {"delivered", "not_delivered"}  # the sender knows; the others wait their turn
-    finally:
-        cluster.close()
-
-
 async def test_when_the_first_sender_is_down_the_next_one_delivers(tmp_path: Path) -> None:
     cluster = Cluster(tmp_path, stagger_ms=2_000)
     try:

@@ -22,18 +22,10 @@ from crossdvp.chain.client import EvmClient, Sender
 from crossdvp.errors import ConfigError
 from crossdvp.oracle.errors import FinalityViolation, LedgerUnavailable
 from crossdvp.oracle.observe_evm import FINALIZED, EvmObserver
-from crossdvp.oracle.ports import DeliveryState, Observed, ObservedDelivery
+from crossdvp.oracle.ports import Observed
 from crossdvp.process import free_port
 from crossdvp.settlement.decision import LockObservation
-from tests.oracle.evm_world import (
-    World,
-    deliver_then_close,
-    deliverer,
-    deploy_world,
-    lock,
-    run,
-    starved_report,
-)
+from tests.oracle.evm_world import World, deploy_world, lock, run
 
 pytestmark = pytest.mark.integration
 
@@ -328,20 +320,3 @@ def test_failing_rpc_is_retryable_and_the_same_cursor_works_afterwards(
     assert all(exc.retryable for exc in failures)
     assert "timed out" in str(failures[2])
     assert [found.settlement_id for found in recovered.locks] == [settlement_id]
-
-
-def test_reports_delivered_to_the_escrow_are_seen_once_final_and_failed_transmissions_are_not(
-    anvil: Anvil, world: World, evm: EvmClient
-) -> None:
-    report = starved_report(world, b"\x0d" * 32)
-    landed = run(lambda: deliver_then_close(deliverer(anvil, world), report))
-    assert landed.state is DeliveryState.DELIVERED and landed.reference is not None
-
-    watching = observer(anvil, world, finality=1, forwarder=world.network.forwarder)
-    before = poll(watching, None)
-    assert before.delivered == ()  # its block is not final yet
-    evm.mine(1)
-    after = poll(watching, before.cursor)
-    assert after.delivered == (ObservedDelivery(report.workflow_execution_id, landed.reference),)
-    # Without the forwarder's address the observer reads the escrow's locks only.
-    assert poll(observer(anvil, world, finality=0), None).delivered == ()

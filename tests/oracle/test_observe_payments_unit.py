@@ -83,8 +83,11 @@ def run(coro_factory: Callable[[], Any]) -> Any:
     return asyncio.run(coro_factory())
 
 
-def first_poll(ledger: FakeLedger) -> Any:
-    """One poll from the start of the feed, by a fresh observer."""
+def test_hold_placed_events_become_locks_and_other_kinds_are_skipped() -> None:
+    ledger = FakeLedger(
+        [hold_event(1, 1_000), hold_event(2, 1_005, kind="hold_settled"), hold_event(3, 1_010, nested=True)],
+        now_s=1_020,
+    )
 
     async def scenario() -> Any:
         obs = observer(ledger)
@@ -93,16 +96,7 @@ def first_poll(ledger: FakeLedger) -> Any:
         finally:
             await obs.aclose()
 
-    return run(scenario)
-
-
-def test_hold_placed_events_become_locks_and_other_kinds_are_skipped() -> None:
-    ledger = FakeLedger(
-        [hold_event(1, 1_000), hold_event(2, 1_005, kind="hold_settled"), hold_event(3, 1_010, nested=True)],
-        now_s=1_020,
-    )
-
-    seen = first_poll(ledger)
+    seen = run(scenario)
     assert seen.network == NETWORK
     assert [lock.locked_at_s for lock in seen.locks] == [1_000, 1_010]
     lock = seen.locks[0]
@@ -117,26 +111,6 @@ def test_hold_placed_events_become_locks_and_other_kinds_are_skipped() -> None:
     assert seen.final_time_s == 1_020
     assert seen.cursor == "3"
     assert "after" not in ledger.requests[-1].url.params
-
-
-def test_settles_and_releases_name_the_reports_the_ledger_applied_once_each() -> None:
-    first, second = "0x" + "ab" * 32, "0x" + "CD" * 32
-    events = [hold_event(1, 1_000)]
-    for cursor, kind, execution_id in [
-        (2, "hold_settled", first),
-        (3, "hold_settled", first),  # a report settling two legs: one delivery
-        (4, "hold_released", second),
-        (5, "hold_reclaimed", None),  # the payer took it back after the deadline: no report
-    ]:
-        events.append({**hold_event(cursor, 1_001, kind=kind), "workflow_execution_id": execution_id})
-    ledger = FakeLedger(events, now_s=1_020)
-
-    seen = first_poll(ledger)
-    assert [(d.execution_id, d.reference) for d in seen.delivered] == [
-        (bytes.fromhex("ab" * 32), first),
-        (bytes.fromhex("cd" * 32), second.lower()),
-    ]
-    assert len(seen.locks) == 1
 
 
 def test_cursor_resumes_without_duplicates_and_full_pages_lower_the_watermark() -> None:

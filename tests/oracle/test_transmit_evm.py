@@ -15,17 +15,7 @@ from crossdvp.oracle.ports import DeliveryState, DeliveryStatus, SignedReport
 from crossdvp.oracle.transmit_evm import EvmDeliverer
 from crossdvp.settlement.report import ReportItem, WorkflowIdentity
 from crossdvp.settlement.terms import Decision
-from tests.oracle.evm_world import (
-    World,
-    deliver_then_close,
-    deliverer,
-    deploy_world,
-    lock,
-    run,
-    sign_items,
-    signed_report,
-    starved_report,
-)
+from tests.oracle.evm_world import World, deploy_world, lock, run, sign_items, signed_report
 
 pytestmark = pytest.mark.integration
 
@@ -35,6 +25,16 @@ TERMS_HASH = b"\x22" * 32  # what evm_world.lock records
 @pytest.fixture
 def world(evm: EvmClient, dev_senders: tuple[Sender, ...]) -> World:
     return deploy_world(evm, dev_senders)
+
+
+def deliverer(anvil: Anvil, world: World, key_index: int = 5) -> EvmDeliverer:
+    return EvmDeliverer(
+        anvil.rpc_url,
+        chain_id=anvil.chain_id,
+        forwarder=world.network.forwarder,
+        escrow=world.network.escrow,
+        transmitter_key=anvil.dev_keys[key_index],
+    )
 
 
 class RecordingTransport(httpx.AsyncBaseTransport):
@@ -61,7 +61,22 @@ class RecordingTransport(httpx.AsyncBaseTransport):
 
 def recording_deliverer(anvil: Anvil, world: World) -> tuple[EvmDeliverer, RecordingTransport]:
     transport = RecordingTransport()
-    return deliverer(anvil, world, transport=transport), transport
+    node = EvmDeliverer(
+        anvil.rpc_url,
+        chain_id=anvil.chain_id,
+        forwarder=world.network.forwarder,
+        escrow=world.network.escrow,
+        transmitter_key=anvil.dev_keys[5],
+        transport=transport,
+    )
+    return node, transport
+
+
+async def deliver_then_close(d: EvmDeliverer, report: SignedReport) -> DeliveryStatus:
+    try:
+        return await d.deliver(report)
+    finally:
+        await d.aclose()
 
 
 async def status_then_close(d: EvmDeliverer, report: SignedReport) -> DeliveryStatus:
@@ -135,8 +150,22 @@ def test_a_report_the_forwarder_refuses_is_failed_with_the_decoded_error(anvil: 
 def test_a_transmission_that_ran_out_of_gas_is_retried_with_more(
     anvil: Anvil, world: World, evm: EvmClient
 ) -> None:
+    # Six legs of one settlement: settling them costs the receiver far more than the forwarder's
+    # routing floor, so a transmission given only that floor fails inside onReport.
     settlement_id = b"\x54" * 32
-    report = starved_report(world, settlement_id)
+    for leg in range(6):
+        lock(world, settlement_id, leg_index=leg)
+    report = signed_report(world, [ReportItem(settlement_id, TERMS_HASH, Decision.SETTLE)])
+    forwarder = world.contracts.forwarder
+    call = forwarder.call_data(
+        "report", world.network.escrow, report.raw, report.context, list(report.signatures)
+    )
+    floor = evm.estimate_gas(call, sender=world.admin.address)
+    starved = forwarder.report(
+        world.admin, world.network.escrow, report.raw, report.context, report.signatures, gas=floor
+    )
+    assert [event.result for event in forwarder.report_processed_in(starved)] == [False]
+
     node = deliverer(anvil, world)
     before = run(lambda: status_then_close(node, report))
     assert before.state == DeliveryState.NOT_DELIVERED

@@ -438,7 +438,6 @@ def build_ports(config: NodeConfig, env: Mapping[str, str]) -> Ports:
                     net.rpc_url,
                     chain_id=net.chain_id,
                     escrow=net.escrow,
-                    forwarder=net.forwarder,
                     finality=net.finality,
                     start_block=net.start_block,
                     max_block_range=net.max_block_range,

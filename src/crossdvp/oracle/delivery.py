@@ -17,11 +17,11 @@ import asyncio
 import functools
 import logging
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 
 from crossdvp.errors import CrossDvpError
 from crossdvp.oracle.metrics import NodeMetrics
-from crossdvp.oracle.ports import Deliverer, DeliveryState, DeliveryStatus, ObservedDelivery
+from crossdvp.oracle.ports import Deliverer, DeliveryState, DeliveryStatus
 from crossdvp.oracle.store import NodeStore, StoredDelivery, StoredReport, hex32
 
 __all__ = ["DeliveryScheduler", "rotation_position"]
@@ -95,27 +95,6 @@ class DeliveryScheduler:
             started += 1
         return started
 
-    def learn(self, network: str, delivered: Sequence[ObservedDelivery]) -> int:
-        """Record as delivered the reports a poll of `network` saw applied there (final, as all a
-        poll returns); returns how many deliveries that settled. Their scheduled checks are then
-        never made: without this, every node but the sender asked the network about every report.
-        A delivery being worked on right now is left to that attempt, which finds the same outcome."""
-        settled = 0
-        for seen in delivered:
-            if (seen.execution_id, network) in self._running:
-                continue
-            due = next(
-                (d for d in self._store.deliveries_for(seen.execution_id) if d.network == network), None
-            )
-            if due is None or due.state in (DeliveryState.DELIVERED, DeliveryState.FAILED):
-                continue  # not a report this node holds (yet), or already settled
-            stored = self._store.report(seen.execution_id)
-            if stored is None:
-                continue
-            status = DeliveryStatus(network, DeliveryState.DELIVERED, seen.reference)
-            settled += self._record(due, status, False, stored, how=", seen on the network")
-        return settled
-
     def _finished(self, key: tuple[bytes, str], _task: asyncio.Task[int]) -> None:
         self._running.pop(key, None)
 
@@ -183,13 +162,7 @@ class DeliveryScheduler:
         return self._record(due, status, attempted, stored)
 
     def _record(
-        self,
-        due: StoredDelivery,
-        status: DeliveryStatus,
-        attempted: bool,
-        stored: StoredReport,
-        *,
-        how: str | None = None,
+        self, due: StoredDelivery, status: DeliveryStatus, attempted: bool, stored: StoredReport
     ) -> int:
         now = self._now_ms()
         received_ms = stored.received_ms
@@ -199,8 +172,6 @@ class DeliveryScheduler:
             due.execution_id, status, next_check_ms=next_check, now_ms=now, attempted=attempted
         )
         sids = [hex32(i.settlement_id) for i in stored.report.items]
-        if how is None:
-            how = ", sent by this node" if attempted or due.attempts > 0 else ""
         if status.state is DeliveryState.DELIVERED:
             self._metrics.deliveries.labels(network=due.network, outcome="delivered").inc()
             self._metrics.delivery_latency.observe(max(0, now - received_ms) / 1000)
@@ -211,7 +182,7 @@ class DeliveryScheduler:
                     due.network,
                     hex32(due.execution_id),
                     status.reference or "-",
-                    how,
+                    ", sent by this node" if attempted or due.attempts > 0 else "",
                     extra={"settlement_id": sid, "network": due.network, "reference": status.reference},
                 )
             return 1

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from crossdvp.oracle.errors import LedgerUnavailable, PeerUnavailable
-from crossdvp.oracle.ports import DeliveryState, DeliveryStatus, Observed, ObservedDelivery, SignedReport
+from crossdvp.oracle.ports import DeliveryState, DeliveryStatus, Observed, SignedReport
 from crossdvp.settlement.decision import LockObservation
 from crossdvp.settlement.errors import SettlementError
 from crossdvp.settlement.report import DonConfig, WorkflowIdentity, decode_report, verify_report
@@ -59,8 +59,6 @@ class MemoryLedger:
     deliveries: int = 0
     fail_polls: int = 0  # the next N polls raise LedgerUnavailable (an RPC outage)
     fail_deliveries: int = 0  # the next N deliveries raise LedgerUnavailable
-    shows_deliveries: bool = True  # polls list the reports applied (Observed.delivered), as a chain's do
-    status_reads: int = 0  # how often a deliverer asked for a report's outcome
 
     def advance(self, seconds: int = 1) -> None:
         self.time_s += seconds
@@ -160,18 +158,11 @@ class MemoryObserver:
         locks = [m.observation for m in ledger.locks[start:]]
         # Locks are appended in time order, so the final ones are a prefix.
         final_locks = [o for o in locks if o.locked_at_s <= final]
-        # Every report applied so far, on every poll: learning one twice changes nothing.
-        delivered = (
-            tuple(ObservedDelivery(eid, "0x" + eid.hex()) for eid in ledger.applied)
-            if ledger.shows_deliveries
-            else ()
-        )
         return Observed(
             network=ledger.network,
             locks=tuple(final_locks),
             final_time_s=final,
             cursor=str(start + len(final_locks)),
-            delivered=delivered,
         )
 
 
@@ -184,7 +175,6 @@ class MemoryDeliverer:
         return self._ledger.network
 
     async def status(self, report: SignedReport) -> DeliveryStatus:
-        self._ledger.status_reads += 1
         if report.workflow_execution_id in self._ledger.applied:
             return DeliveryStatus(
                 self.network, DeliveryState.DELIVERED, "0x" + report.workflow_execution_id.hex()

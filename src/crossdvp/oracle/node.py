@@ -255,8 +255,6 @@ class Node:
             )
             return False
         new = self.store.record_poll(observed, self.clock.now_ms())
-        if observed.delivered:
-            self.delivery.learn(network, observed.delivered)
         moved = stored is None or observed.final_time_s != stored.final_time_s
         state.failures = 0
         state.last_error = None

@@ -13,10 +13,6 @@ raises FinalityViolation (not retryable: an operator must look, raise the depth,
 The observer is stateless (cursor in, cursor out): the node persists the cursor with the locks in one
 transaction. Cursor = "<last fully processed block>:<its hash>". A bare "<block>" is accepted too (an
 operator starting from a known block), and is then trusted without a hash check.
-
-Given the forwarder's address, the same log reads also return the forwarder's successful
-`ReportProcessed` events for this escrow (`Observed.delivered`): every node then learns that a report
-landed from the poll it makes anyway, instead of asking the forwarder report by report.
 """
 
 from __future__ import annotations
@@ -33,7 +29,7 @@ from crossdvp.chain.contracts import load_artifact
 from crossdvp.errors import ConfigError
 from crossdvp.oracle._rpc import JsonRpcClient, hex_int, to_hex
 from crossdvp.oracle.errors import FinalityViolation, LedgerUnavailable
-from crossdvp.oracle.ports import Observed, ObservedDelivery
+from crossdvp.oracle.ports import Observed
 from crossdvp.settlement.decision import LockObservation
 
 __all__ = ["FINALIZED", "EvmObserver", "Finality", "locked_event"]
@@ -46,14 +42,6 @@ Finality = int | Literal["finalized"]
 
 #: The escrow event the observer reads, and the argument names it relies on (spec: DvPEscrow).
 _LOCKED_FIELDS = ("settlementId", "legIndex", "token", "locker", "payee", "amount", "deadline", "termsHash")
-
-
-def processed_topic() -> bytes:
-    """topic0 of the KeystoneForwarder's `ReportProcessed` event, from its compiled ABI."""
-    event = load_artifact("KeystoneForwarder").contract_abi.events.get("ReportProcessed")
-    if event is None:
-        raise ConfigError("the KeystoneForwarder artifact defines no `ReportProcessed` event")
-    return event.topic0
 
 
 def locked_event() -> AbiEvent:
@@ -130,7 +118,6 @@ class EvmObserver:
         *,
         chain_id: int,
         escrow: str,
-        forwarder: str | None = None,
         finality: Finality = 12,
         start_block: int = 0,
         max_block_range: int = 2_000,
@@ -144,12 +131,10 @@ class EvmObserver:
             raise ConfigError("max_block_range and max_ranges_per_poll must be >= 1")
         if start_block < 0:
             raise ConfigError(f"start_block must be >= 0, got {start_block}")
-        for name, address in (("escrow", escrow), ("forwarder", forwarder)):
-            if address is not None and not (address.startswith("0x") and len(address) == 42):
-                raise ConfigError(f"{name} must be a 0x-prefixed 20-byte address, got {address!r}")
+        if not (escrow.startswith("0x") and len(escrow) == 42):
+            raise ConfigError(f"escrow must be a 0x-prefixed 20-byte address, got {escrow!r}")
         self.chain_id = chain_id
         self.escrow = escrow.lower()
-        self.forwarder = forwarder.lower() if forwarder is not None else None
         self.finality: Finality = finality
         self.start_block = start_block
         self.max_block_range = max_block_range
@@ -159,15 +144,6 @@ class EvmObserver:
         self._rpc = JsonRpcClient(rpc_url, timeout_s=timeout_s, transport=transport)
         self._locked = locked_event()
         self._locked_topic = "0x" + self._locked.topic0.hex()
-        self._processed_topic = "0x" + processed_topic().hex()
-        self._escrow_topic = "0x" + "00" * 12 + self.escrow[2:]
-        if self.forwarder is None:
-            self._log_filter: dict[str, object] = {"address": self.escrow, "topics": [self._locked_topic]}
-        else:
-            self._log_filter = {
-                "address": [self.escrow, self.forwarder],
-                "topics": [[self._locked_topic, self._processed_topic]],
-            }
         self._chain_checked = False
 
     @property
@@ -258,7 +234,17 @@ class EvmObserver:
         head_call = ("eth_getBlockByNumber", [to_hex(last), False])
         calls: list[tuple[str, Sequence[object]]] = [head_call]
         calls += [
-            ("eth_getLogs", [{**self._log_filter, "fromBlock": to_hex(a), "toBlock": to_hex(b)}])
+            (
+                "eth_getLogs",
+                [
+                    {
+                        "address": self.escrow,
+                        "topics": [self._locked_topic],
+                        "fromBlock": to_hex(a),
+                        "toBlock": to_hex(b),
+                    }
+                ],
+            )
             for a, b in ranges
         ]
         replies = await self._rpc.batch(calls)
@@ -302,59 +288,18 @@ class EvmObserver:
                 hex_int(log.get("logIndex"), "logIndex"),
             )
         )
-        locks: list[LockObservation] = []
-        delivered: list[ObservedDelivery] = []
-        for log in logs:
-            self._check_header(log, headers)
-            topics = log.get("topics")
-            kind = topics[0] if isinstance(topics, list) and topics else None
-            if str(log.get("address", "")).lower() == self.escrow and kind == self._locked_topic:
-                locks.append(self._lock(log, headers))
-            elif (delivery := self._our_delivery(log)) is not None:
-                delivered.append(delivery)
+        locks = tuple(self._lock(log, headers) for log in logs)
         logger.debug(
-            "observed blocks %d..%d: %d lock(s), %d report(s) delivered",
-            first,
-            last,
-            len(locks),
-            len(delivered),
-            extra={"network": self._network},
+            "observed blocks %d..%d: %d lock(s)", first, last, len(locks), extra={"network": self._network}
         )
-        return Observed(
-            self._network,
-            tuple(locks),
-            after.timestamp,
-            _Position(after.number, after.hash).format(),
-            tuple(delivered),
-        )
-
-    def _check_header(self, log: Mapping[str, Any], headers: Mapping[int, _Header]) -> None:
-        number = hex_int(log.get("blockNumber"), "log.blockNumber")
-        log_hash = str(log.get("blockHash", "")).lower()
-        if log.get("removed") or log_hash != headers[number].hash:
-            raise self._violation(number, log_hash, headers[number].hash, "by its header")
-
-    def _our_delivery(self, log: Mapping[str, Any]) -> ObservedDelivery | None:
-        """The report of a ReportProcessed(receiver = our escrow, result = true) log of the configured
-        forwarder; None for any other log."""
-        topics = log.get("topics")
-        if self.forwarder is None or str(log.get("address", "")).lower() != self.forwarder:
-            return None
-        if not isinstance(topics, list) or len(topics) != 4 or topics[0] != self._processed_topic:
-            return None
-        tx_hash, execution_id = log.get("transactionHash"), str(topics[2])
-        if str(topics[1]).lower() != self._escrow_topic or not isinstance(tx_hash, str):
-            return None
-        if int(str(log.get("data") or "0x0"), 16) != 1:
-            return None  # the escrow's call failed: not delivered (the deliverer retries it)
-        try:
-            return ObservedDelivery(bytes.fromhex(execution_id.removeprefix("0x")), tx_hash.lower())
-        except ValueError:
-            return None
+        return Observed(self._network, locks, after.timestamp, _Position(after.number, after.hash).format())
 
     def _lock(self, log: Mapping[str, Any], headers: Mapping[int, _Header]) -> LockObservation:
         number = hex_int(log.get("blockNumber"), "log.blockNumber")
         header = headers[number]
+        log_hash = str(log.get("blockHash", "")).lower()
+        if log.get("removed") or log_hash != header.hash:
+            raise self._violation(number, log_hash, header.hash, "by its header")
         try:
             topics = [bytes.fromhex(str(t).removeprefix("0x")) for t in log["topics"]]
             args = self._locked.decode(topics, bytes.fromhex(str(log["data"]).removeprefix("0x")))

@@ -4,8 +4,7 @@ The ledger's event feed (GET /v1/events, oracle role) is ordered by an increasin
 until there is something to say. Each answer carries `now_s`, a watermark: no event stamped at or before
 it can be committed later (DESIGN.md "Time is the ledger's"). A hold is final the moment the ledger
 commits it, so every `hold_placed` event is a final lock; settle/release/reclaim events are the ledger
-executing reports and are not needed to decide. A settle or release names the report that made it,
-and that report is then delivered here (`Observed.delivered`): the node need not ask for it again.
+executing reports and are not needed to decide.
 
 A page cut short by `limit` is not a watermark for the events beyond it: those may carry the same
 time as the last one returned. The ledger lowers `now_s` for such a page itself; the observer does not
@@ -25,7 +24,7 @@ import httpx
 from crossdvp.errors import ConfigError
 from crossdvp.oracle._ledger_http import LedgerHttp, ledger_network
 from crossdvp.oracle.errors import LedgerUnavailable
-from crossdvp.oracle.ports import Observed, ObservedDelivery
+from crossdvp.oracle.ports import Observed
 from crossdvp.settlement.decision import LockObservation
 from crossdvp.settlement.errors import InvalidObservation
 
@@ -35,8 +34,6 @@ logger = logging.getLogger(__name__)
 
 _BYTES32 = re.compile(r"^0x[0-9a-fA-F]{64}$")
 _HOLD_PLACED = "hold_placed"
-#: Events a report's execution writes, carrying its workflow_execution_id.
-_BY_REPORT = ("hold_settled", "hold_released")
 
 
 def _field(source: Mapping[str, Any], name: str, kind: type, cursor: object) -> Any:
@@ -153,20 +150,14 @@ class PaymentsObserver:
             )
 
         locks: list[LockObservation] = []
-        delivered: dict[str, None] = {}  # execution ids in feed order, once each
         last_time_s: int | None = None
         for event in events:
             if not isinstance(event, Mapping):
                 raise LedgerUnavailable(f"GET /v1/events: an event is not an object: {event!r:.200}")
             event_cursor = event.get("cursor")
             last_time_s = _field(event, "time_s", int, event_cursor)
-            kind = event.get("kind")
-            if kind == _HOLD_PLACED:
+            if event.get("kind") == _HOLD_PLACED:
                 locks.append(self._lock(event, event_cursor))
-            elif kind in _BY_REPORT:
-                execution_id = event.get("workflow_execution_id")
-                if isinstance(execution_id, str) and _BYTES32.match(execution_id):
-                    delivered.setdefault(execution_id.lower(), None)
 
         next_cursor = body.get("next_cursor")
         if next_cursor is None:
@@ -179,13 +170,7 @@ class PaymentsObserver:
         final_time_s = now_s
         if truncated and last_time_s is not None:
             final_time_s = min(now_s, last_time_s - 1)
-        return Observed(
-            self._network,
-            tuple(locks),
-            final_time_s,
-            str(next_cursor),
-            tuple(ObservedDelivery(bytes.fromhex(e[2:]), e) for e in delivered),
-        )
+        return Observed(self._network, tuple(locks), final_time_s, str(next_cursor))
 
     def _lock(self, event: Mapping[str, Any], cursor: object) -> LockObservation:
         # The hold's fields travel either flat on the event or under "hold"; accept both.

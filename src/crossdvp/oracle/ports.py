@@ -21,19 +21,9 @@ __all__ = [
     "DeliveryStatus",
     "Deliverer",
     "Observed",
-    "ObservedDelivery",
     "Observer",
     "SignedReport",
 ]
-
-
-@dataclass(frozen=True, slots=True)
-class ObservedDelivery:
-    """A report the network applied, seen while reading it (final, as everything a poll returns).
-    `reference` is what the network's deliverer would name it by (the forwarder transaction)."""
-
-    execution_id: bytes
-    reference: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,16 +32,12 @@ class Observed:
 
     `final_time_s` is a watermark: every lock stamped at or before it is in this poll or an earlier
     one. `cursor` is opaque to the node; handing it back to `poll` continues after this batch.
-    `delivered` lists reports the network applied in the range read, where the observer can see
-    them: the node then knows those deliveries are done without asking the network again. It is
-    a shortcut, never the only way: a delivery no poll reports is still checked with its deliverer.
     """
 
     network: str
     locks: tuple[LockObservation, ...]
     final_time_s: int
     cursor: str
-    delivered: tuple[ObservedDelivery, ...] = ()
 
 
 class Observer(Protocol):
