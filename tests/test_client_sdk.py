@@ -59,6 +59,8 @@ def test_a_dvp_settles_with_evidence_from_both_ledgers(desk: Desk) -> None:
     assert cash_leg.state == "settled" and cash_leg.lock_ref == f"hold-{terms.settlement_id.hex()}-1"
     assert status.report_execution_id is not None and len(status.signers) == 2  # exactly f+1
     assert status.forwarder_tx is not None
+    # The forwarder's own log names the same transaction (what the desk shows before a node has it).
+    assert desk._forwarder_tx(status.report_execution_id) == status.forwarder_tx
     assert status.ledger_report is not None and "settle applied" in status.ledger_report
     before, after = outcome.balances_before, outcome.balances_after
     assert after["buyer"].shares_minor - before["buyer"].shares_minor == SHARES

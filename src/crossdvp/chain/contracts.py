@@ -18,7 +18,7 @@ from enum import IntEnum
 from eth_account import Account
 
 from crossdvp.chain._artifacts import Artifact, load_artifact
-from crossdvp.chain._binding import Binding, EventPosition
+from crossdvp.chain._binding import Binding, EventPosition, topic_address
 from crossdvp.chain._escrow import (
     AbortedEvent,
     ClaimedEvent,
@@ -355,6 +355,27 @@ class KeystoneForwarder(Binding):
                 **EventPosition.of(log),
             )
             for log, a in self._receipt_logs(receipt, "ReportProcessed")
+        ]
+
+    def report_processed_events(
+        self,
+        receiver: str,
+        workflow_execution_id: bytes,
+        from_block: int | str,
+        to_block: int | str = "latest",
+    ) -> list[ReportProcessedEvent]:
+        """The ReportProcessed events of one report to one receiver (every attempt, in chain order)."""
+        return [
+            ReportProcessedEvent(
+                receiver=a["receiver"],
+                workflow_execution_id=a["workflowExecutionId"],
+                report_id=a["reportId"],
+                result=a["result"],
+                **EventPosition.of(log),
+            )
+            for log, a in self._logs(
+                "ReportProcessed", from_block, to_block, topic_address(receiver), workflow_execution_id
+            )
         ]
 
     def config_set_events(self, from_block: int | str, to_block: int | str) -> list[ConfigSetEvent]:

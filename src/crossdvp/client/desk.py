@@ -390,6 +390,10 @@ class Desk:
                     else:
                         recorded = deliveries.get(network, (None, None))[0] == "delivered"
                     delivered[network] = matched_done and recorded
+        if forwarder_tx is None and execution_id is not None and delivered.get(self.chain_network):
+            # The chain settled the legs, and the sending node has not recorded its transaction yet
+            # (it does once it has the receipt): the forwarder's own log names it.
+            forwarder_tx = self._forwarder_tx(execution_id)
         return SettlementStatus(
             settlement_id=settlement_id,
             terms=terms,
@@ -546,6 +550,14 @@ class Desk:
                 return None, None
             self._lock_events[key] = (_hex(events[0].tx_hash), events[0].terms_hash)
         return self._lock_events[key]
+
+    def _forwarder_tx(self, execution_id: str) -> str | None:
+        """The transaction in which the forwarder delivered report `execution_id` to the escrow."""
+        report = bytes.fromhex(execution_id.removeprefix("0x"))
+        since = self.config.asset.deployed_at_block
+        events = self.contracts.forwarder.report_processed_events(self.config.asset.escrow, report, since)
+        delivered = [e for e in events if e.result]
+        return _hex(delivered[0].tx_hash) if delivered else None
 
     def _ledger_report(self, terms: Terms, execution_id: str | None) -> str | None:
         """The ledger's own record of the report (GET /v1/reports/{id}), summarised; None if it has
