@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import Any
 
 from eth_account import Account
 
@@ -34,7 +35,7 @@ from crossdvp.chain._escrow import (
     SettledEvent,
     SkipReason,
 )
-from crossdvp.chain.client import Sender, TxReceipt
+from crossdvp.chain.client import LogEntry, Sender, TxReceipt
 from crossdvp.chain.errors import ContractRevert
 from crossdvp.settlement.report import DonConfig
 
@@ -252,6 +253,16 @@ class ReportProcessedEvent:
     log_index: int
 
 
+def _report_processed(log: LogEntry, args: dict[str, Any]) -> ReportProcessedEvent:
+    return ReportProcessedEvent(
+        receiver=args["receiver"],
+        workflow_execution_id=args["workflowExecutionId"],
+        report_id=args["reportId"],
+        result=args["result"],
+        **EventPosition.of(log),
+    )
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ConfigSetEvent:
     don_id: int
@@ -346,16 +357,7 @@ class KeystoneForwarder(Binding):
 
     def report_processed_in(self, receipt: TxReceipt) -> list[ReportProcessedEvent]:
         """The ReportProcessed events of one transaction (one per `report` call)."""
-        return [
-            ReportProcessedEvent(
-                receiver=a["receiver"],
-                workflow_execution_id=a["workflowExecutionId"],
-                report_id=a["reportId"],
-                result=a["result"],
-                **EventPosition.of(log),
-            )
-            for log, a in self._receipt_logs(receipt, "ReportProcessed")
-        ]
+        return [_report_processed(log, a) for log, a in self._receipt_logs(receipt, "ReportProcessed")]
 
     def report_processed_events(
         self,
@@ -365,18 +367,10 @@ class KeystoneForwarder(Binding):
         to_block: int | str = "latest",
     ) -> list[ReportProcessedEvent]:
         """The ReportProcessed events of one report to one receiver (every attempt, in chain order)."""
-        return [
-            ReportProcessedEvent(
-                receiver=a["receiver"],
-                workflow_execution_id=a["workflowExecutionId"],
-                report_id=a["reportId"],
-                result=a["result"],
-                **EventPosition.of(log),
-            )
-            for log, a in self._logs(
-                "ReportProcessed", from_block, to_block, topic_address(receiver), workflow_execution_id
-            )
-        ]
+        logs = self._logs(
+            "ReportProcessed", from_block, to_block, topic_address(receiver), workflow_execution_id
+        )
+        return [_report_processed(log, a) for log, a in logs]
 
     def config_set_events(self, from_block: int | str, to_block: int | str) -> list[ConfigSetEvent]:
         return [
