@@ -148,6 +148,16 @@ class Cluster:
             await node.poll_once()
             node.decide_pending()
 
+    async def decided(self, label: str) -> Terms:
+        """Terms every node already holds, both legs locked, and every node's decision on them: what a
+        leader's round starts from."""
+        terms = dvp_terms(label, deadline_s=self.chain.time_s + 30)
+        for node in self.nodes:
+            node.store.add_terms(terms, self.clock.now_ms())
+        self.lock(terms)
+        await self.decide_locked()
+        return terms
+
     def outcome(self, terms: Terms) -> tuple[str | None, str | None]:
         return self.chain.state_of(terms.settlement_id, 0), self.cash.state_of(terms.settlement_id, 1)
 

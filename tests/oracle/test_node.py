@@ -103,11 +103,7 @@ async def test_silent_leader_is_replaced_by_the_next_slot(cluster: Cluster) -> N
 
 
 async def test_leader_of_the_decision_slot_silent_then_next_completes(cluster: Cluster) -> None:
-    terms = dvp_terms("slot-leader", deadline_s=cluster.chain.time_s + 30)
-    for node in cluster.nodes:
-        node.store.add_terms(terms, cluster.clock.now_ms())
-    cluster.lock(terms)
-    await cluster.decide_locked()
+    await cluster.decided("slot-leader")
     leader = next(n for n in cluster.nodes if n.is_leader())
     followers = [n for n in cluster.nodes if n is not leader]
     for follower in followers:
@@ -122,11 +118,7 @@ async def test_leader_of_the_decision_slot_silent_then_next_completes(cluster: C
 async def test_a_round_completes_with_the_fastest_signers_and_leaves_a_slow_member_behind(
     cluster: Cluster, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    terms = dvp_terms("slow-member", deadline_s=cluster.chain.time_s + 30)
-    for node in cluster.nodes:
-        node.store.add_terms(terms, cluster.clock.now_ms())
-    cluster.lock(terms)
-    await cluster.decide_locked()
+    await cluster.decided("slow-member")
     leader = next(n for n in cluster.nodes if n.is_leader())
     slow = next(n for n in cluster.nodes if n is not leader)
     deliver = cluster.peers.deliver

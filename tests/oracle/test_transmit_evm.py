@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 import httpx
 import pytest
@@ -27,13 +28,15 @@ def world(evm: EvmClient, dev_senders: tuple[Sender, ...]) -> World:
     return deploy_world(evm, dev_senders)
 
 
-def deliverer(anvil: Anvil, world: World, key_index: int = 5) -> EvmDeliverer:
+def deliverer(anvil: Anvil, world: World, key_index: int = 5, **options: Any) -> EvmDeliverer:
+    """A node's deliverer to this world's escrow, sending from anvil's dev key `key_index`."""
     return EvmDeliverer(
         anvil.rpc_url,
         chain_id=anvil.chain_id,
         forwarder=world.network.forwarder,
         escrow=world.network.escrow,
         transmitter_key=anvil.dev_keys[key_index],
+        **options,
     )
 
 
@@ -61,15 +64,7 @@ class RecordingTransport(httpx.AsyncBaseTransport):
 
 def recording_deliverer(anvil: Anvil, world: World) -> tuple[EvmDeliverer, RecordingTransport]:
     transport = RecordingTransport()
-    node = EvmDeliverer(
-        anvil.rpc_url,
-        chain_id=anvil.chain_id,
-        forwarder=world.network.forwarder,
-        escrow=world.network.escrow,
-        transmitter_key=anvil.dev_keys[5],
-        transport=transport,
-    )
-    return node, transport
+    return deliverer(anvil, world, transport=transport), transport
 
 
 async def deliver_then_close(d: EvmDeliverer, report: SignedReport) -> DeliveryStatus:
@@ -183,14 +178,7 @@ def test_with_confirmations_a_landed_delivery_is_pending_until_deep_enough(
     settlement_id = b"\x55" * 32
     lock(world, settlement_id)
     report = signed_report(world, [ReportItem(settlement_id, TERMS_HASH, Decision.SETTLE)])
-    node = EvmDeliverer(
-        anvil.rpc_url,
-        chain_id=anvil.chain_id,
-        forwarder=world.network.forwarder,
-        escrow=world.network.escrow,
-        transmitter_key=anvil.dev_keys[5],
-        confirmations=2,
-    )
+    node = deliverer(anvil, world, confirmations=2)
     landed = run(lambda: deliver_then_close(node, report))
     assert landed.state == DeliveryState.PENDING
     assert landed.reference is not None
