@@ -6,7 +6,7 @@ from sqlalchemy import select, text, update
 from typer.testing import CliRunner
 
 from crossdvp.cli import app as cli_app
-from crossdvp.payments.journal import verify_journal
+from crossdvp.payments.journal import Posting, entry_hash, verify_journal
 from crossdvp.payments.models import accounts, journal_entries, postings
 from tests.payments.conftest import Ledger
 from tests.payments.test_holds import hold_body
@@ -93,3 +93,21 @@ def test_deleted_entry_and_balance_drift_are_detected(world: Ledger) -> None:
         conn.execute(text("DELETE FROM journal_entries WHERE seq = 3"))
     check = _check(world)
     assert not check.ok and "ledger head" in (check.first_break or "")
+
+
+def test_entry_hash_is_pinned_to_its_canonical_form() -> None:
+    # Hashes a ledger already holds must verify forever: these values were computed by the first
+    # implementation (`json.dumps(..., sort_keys=True, separators=(",", ":"), ensure_ascii=True)`).
+    hold = entry_hash(
+        seq=7,
+        kind="hold",
+        time_ms=1764288000123,
+        reference="hold-" + "ab" * 32 + "-0",
+        prev_hash="0x" + "cd" * 32,
+        lines=[Posting("payer-usd", "USD", "available", -100), Posting("payer-usd", "USD", "held", 100)],
+    )
+    assert hold == "0x9b2a6f9e572a7da5b7de1771c045a1cb090bbc7ecbedec54f99c31b851fdb82e"
+    escaped = entry_hash(
+        seq=1, kind="cash_in", time_ms=0, reference='r\u00e9f "q"', prev_hash="0x" + "00" * 32, lines=[]
+    )
+    assert escaped == "0xe906348984fc0e8a4f61f3d24eee51025487d421e7c747d2b82a1574cab61681"

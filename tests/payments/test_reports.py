@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+from sqlalchemy import event
 
 from crossdvp.settlement.report import DonConfig, report_context, sign_report
 from crossdvp.settlement.terms import Decision
@@ -187,6 +190,37 @@ def test_report_idempotency_key_reuse_with_other_body_is_409(held: Ledger) -> No
         "POST", "/v1/reports", held.oracle_key, json=report_json(raw, context, sigs), headers=headers
     )
     assert ok.status_code == 200
+    raw2, context2, sigs2 = signed_report([(SID_B, TERMS_B, Decision.ABORT)])
+    reused = held.call(
+        "POST", "/v1/reports", held.oracle_key, json=report_json(raw2, context2, sigs2), headers=headers
+    )
+    assert reused.status_code == 409 and problem_type(reused) == "idempotency-key-reused"
+
+
+def test_a_report_and_its_idempotency_key_are_written_in_one_transaction(held: Ledger) -> None:
+    # Every write transaction starts by reading the ledger head (and locking it): count those.
+    writes: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+        if statement.lstrip().upper().startswith("SELECT LEDGER_HEAD."):
+            writes.append(statement)
+
+    raw, context, sigs = signed_report([(SID_B, TERMS_B, Decision.SETTLE)])
+    headers = {"Idempotency-Key": "r-one-tx"}
+    event.listen(held.store.engine, "before_cursor_execute", count)
+    try:
+        first = held.call(
+            "POST", "/v1/reports", held.oracle_key, json=report_json(raw, context, sigs), headers=headers
+        )
+        assert first.status_code == 200, first.text
+        assert len(writes) == 1, "the key was recorded in a second write transaction"
+        again = held.call(
+            "POST", "/v1/reports", held.oracle_key, json=report_json(raw, context, sigs), headers=headers
+        )
+    finally:
+        event.remove(held.store.engine, "before_cursor_execute", count)
+    assert again.status_code == 200 and again.json() == first.json()
+    assert len(writes) == 2
     raw2, context2, sigs2 = signed_report([(SID_B, TERMS_B, Decision.ABORT)])
     reused = held.call(
         "POST", "/v1/reports", held.oracle_key, json=report_json(raw2, context2, sigs2), headers=headers

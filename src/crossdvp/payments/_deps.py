@@ -124,27 +124,42 @@ class Service:
         return bool(stored.request_hash == self._request_hash(request_identity))
 
     def remember_idempotency(
-        self, principal: Principal, key: str, request_identity: dict[str, Any], status_code: int, body: Any
+        self,
+        tx: WriteTx,
+        principal: Principal,
+        key: str,
+        request_identity: dict[str, Any],
+        status_code: int,
+        body: Any,
     ) -> None:
-        """Record a key after the fact (reports, which are idempotent by content anyway)."""
-        with self.store.write() as tx:
-            exists = tx.conn.execute(
-                select(idempotency_keys.c.idem_key).where(
-                    idempotency_keys.c.credential_id == principal.credential_id,
-                    idempotency_keys.c.idem_key == key,
-                )
-            ).first()
-            if exists is None:
-                tx.conn.execute(
-                    insert(idempotency_keys).values(
-                        credential_id=principal.credential_id,
-                        idem_key=key,
-                        request_hash=self._request_hash(request_identity),
-                        status_code=status_code,
-                        response=json.dumps(body),
-                        created_at_ms=tx.now_ms,
-                    )
-                )
+        """Record `key` for this request inside `tx`, unless it is recorded already (a report delivered
+        again under the same key). Reports call this from their own transaction: they are idempotent by
+        content, so the key only has to refuse later reuse with another body."""
+        exists = tx.conn.execute(
+            select(idempotency_keys.c.idem_key).where(
+                idempotency_keys.c.credential_id == principal.credential_id,
+                idempotency_keys.c.idem_key == key,
+            )
+        ).first()
+        if exists is None:
+            self._insert_idempotency(
+                tx, principal, key, self._request_hash(request_identity), status_code, body
+            )
+
+    @staticmethod
+    def _insert_idempotency(
+        tx: WriteTx, principal: Principal, key: str, request_hash: str, status_code: int, body: Any
+    ) -> None:
+        tx.conn.execute(
+            insert(idempotency_keys).values(
+                credential_id=principal.credential_id,
+                idem_key=key,
+                request_hash=request_hash,
+                status_code=status_code,
+                response=json.dumps(body),
+                created_at_ms=tx.now_ms,
+            )
+        )
 
     def mutate(
         self,
@@ -174,16 +189,7 @@ class Service:
                     return JSONResponse(json.loads(stored.response), status_code=stored.status_code)
             body = operation(tx).model_dump(mode="json")
             if idempotency_key is not None:
-                tx.conn.execute(
-                    insert(idempotency_keys).values(
-                        credential_id=principal.credential_id,
-                        idem_key=idempotency_key,
-                        request_hash=request_hash,
-                        status_code=status_code,
-                        response=json.dumps(body),
-                        created_at_ms=tx.now_ms,
-                    )
-                )
+                self._insert_idempotency(tx, principal, idempotency_key, request_hash, status_code, body)
         self.notifier.bump()
         return JSONResponse(body, status_code=status_code)
 

@@ -44,6 +44,11 @@ class Posting:
     amount_minor: int
 
 
+# The canonical serialization, built once: `json.dumps` with options builds a new encoder per call,
+# which cost as much as the encoding itself (an entry per hold, under the ledger's lock).
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
 def entry_hash(
     *, seq: int, kind: str, time_ms: int, reference: str, prev_hash: str, lines: Sequence[Posting]
 ) -> str:
@@ -56,8 +61,7 @@ def entry_hash(
         "prev_hash": prev_hash,
         "postings": [[p.account_id, p.currency, p.bucket, p.amount_minor] for p in lines],
     }
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    return "0x" + hashlib.sha256(canonical.encode()).hexdigest()
+    return "0x" + hashlib.sha256(_CANONICAL.encode(body).encode()).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)

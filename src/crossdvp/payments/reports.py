@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -198,8 +198,17 @@ def _apply_items(tx: WriteTx, items: Sequence[ReportItem], execution_id: str) ->
     return outcomes
 
 
-def submit_report(store: Store, raw: bytes, context: bytes, signatures: list[bytes]) -> dict[str, Any]:
+def submit_report(
+    store: Store,
+    raw: bytes,
+    context: bytes,
+    signatures: list[bytes],
+    *,
+    remember: Callable[[WriteTx, dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
     """Verify and apply a report; returns its stored record (the same for every later delivery).
+    `remember(tx, record)` runs in the same transaction, on the first delivery and on every later one
+    (the route records its Idempotency-Key there, so a report costs one write transaction).
 
     Rejects (422, `field` names report/context/signatures): malformed-report (not Keystone layout,
     bad payload, execution id not keccak256(payload)); unknown-don-config (the metadata's DON config
@@ -225,7 +234,10 @@ def submit_report(store: Store, raw: bytes, context: bytes, signatures: list[byt
             select(reports).where(reports.c.workflow_execution_id == execution_id)
         ).first()
         if existing is not None:
-            return _record(existing)
+            record = _record(existing)
+            if remember is not None:
+                remember(tx, record)
+            return record
         current = load_don_config(tx.conn, metadata.don_id, metadata.don_config_version)
         if current is None or current.config != stored.config:
             raise Unprocessable(
@@ -240,33 +252,56 @@ def submit_report(store: Store, raw: bytes, context: bytes, signatures: list[byt
             "signers": list(signers),
             "items": _apply_items(tx, items, execution_id),
         }
-        tx.conn.execute(
-            insert(reports).values(
-                workflow_execution_id=execution_id,
-                raw=_hex(raw),
-                context=_hex(context),
-                signatures=json.dumps([_hex(s) for s in signatures]),
-                don_id=metadata.don_id,
-                config_version=metadata.don_config_version,
-                applied_at_ms=tx.now_ms,
-                outcome=json.dumps(outcome),
-            )
-        )
-        row = tx.conn.execute(select(reports).where(reports.c.workflow_execution_id == execution_id)).one()
-        return _record(row)
+        values = {
+            "workflow_execution_id": execution_id,
+            "raw": _hex(raw),
+            "context": _hex(context),
+            "signatures": [_hex(s) for s in signatures],
+            "don_id": metadata.don_id,
+            "config_version": metadata.don_config_version,
+            "applied_at_ms": tx.now_ms,
+            "outcome": outcome,
+        }
+        stored_values = {
+            **values,
+            "signatures": json.dumps(values["signatures"]),
+            "outcome": json.dumps(outcome),
+        }
+        tx.conn.execute(insert(reports).values(stored_values))
+        # The record from what was just written, not read back: the same dict `_record` gives a later
+        # delivery or `GET /v1/reports/{id}` reads (test_settle_moves_held_funds_to_payee compares them).
+        record = _record_from(values)
+        if remember is not None:
+            remember(tx, record)
+        return record
 
 
 def _record(row: Any) -> dict[str, Any]:
-    outcome = json.loads(row.outcome)
+    return _record_from(
+        {
+            "workflow_execution_id": row.workflow_execution_id,
+            "raw": row.raw,
+            "context": row.context,
+            "signatures": json.loads(row.signatures),
+            "don_id": int(row.don_id),
+            "config_version": int(row.config_version),
+            "applied_at_ms": int(row.applied_at_ms),
+            "outcome": json.loads(row.outcome),
+        }
+    )
+
+
+def _record_from(values: dict[str, Any]) -> dict[str, Any]:
+    outcome = values["outcome"]
     return {
-        "workflow_execution_id": row.workflow_execution_id,
-        "report": row.raw,
-        "context": row.context,
-        "signatures": json.loads(row.signatures),
-        "don_id": int(row.don_id),
-        "config_version": int(row.config_version),
+        "workflow_execution_id": values["workflow_execution_id"],
+        "report": values["raw"],
+        "context": values["context"],
+        "signatures": values["signatures"],
+        "don_id": values["don_id"],
+        "config_version": values["config_version"],
         "signers": outcome["signers"],
-        "applied_at_s": row.applied_at_ms // 1000,
+        "applied_at_s": values["applied_at_ms"] // 1000,
         "items": outcome["items"],
     }
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
@@ -384,11 +384,20 @@ def submit_report(
             "this Idempotency-Key was already used with a different request; use a new key",
             field="Idempotency-Key",
         )
+
+    def remember(tx: WriteTx, record: dict[str, Any]) -> None:
+        if key is not None:
+            service.remember_idempotency(
+                tx, principal, key, identity, 200, {"workflow_execution_id": record["workflow_execution_id"]}
+            )
+
     record = reports.submit_report(
-        service.store, _unhex(body.report), _unhex(body.context), [_unhex(s) for s in body.signatures]
+        service.store,
+        _unhex(body.report),
+        _unhex(body.context),
+        [_unhex(s) for s in body.signatures],
+        remember=remember,
     )
-    if key is not None:
-        service.remember_idempotency(principal, key, identity, 200, record)
     service.notifier.bump()
     return ReportOut.model_validate(record)
 

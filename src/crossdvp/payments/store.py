@@ -21,6 +21,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from psycopg.types.array import ListBinaryDumper
 from sqlalchemy import (
     Connection,
     Engine,
@@ -161,7 +162,18 @@ def make_engine(database_url: str, *, pool_size: int = 8) -> Engine:
             conn.exec_driver_sql(f"BEGIN {mode}")
 
         return engine
-    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+
+    @event.listens_for(engine, "connect")
+    def _binary_lists(dbapi_connection: Any, _record: Any) -> None:
+        # The batch statements pass one list per column (`insert_rows`, `update_rows`). psycopg sends a
+        # list of strings in text form by default, quoting each element in Python (a regular
+        # expression per element) while the ledger is locked; in binary form no element is quoted.
+        # Every such list is cast to its column's array type in the statement, so the element type
+        # psycopg picks for the wire never reaches a column.
+        dbapi_connection.adapters.register_dumper(list, ListBinaryDumper)
+
+    return engine
 
 
 def _alembic_config(connection: Connection) -> Config:
