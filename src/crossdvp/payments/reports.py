@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -234,7 +234,7 @@ def submit_report(
             select(reports).where(reports.c.workflow_execution_id == execution_id)
         ).first()
         if existing is not None:
-            record = _record(existing)
+            record = _record(existing._mapping)
             if remember is not None:
                 remember(tx, record)
             return record
@@ -252,56 +252,37 @@ def submit_report(
             "signers": list(signers),
             "items": _apply_items(tx, items, execution_id),
         }
-        values = {
+        row = {
             "workflow_execution_id": execution_id,
             "raw": _hex(raw),
             "context": _hex(context),
-            "signatures": [_hex(s) for s in signatures],
+            "signatures": json.dumps([_hex(s) for s in signatures]),
             "don_id": metadata.don_id,
             "config_version": metadata.don_config_version,
             "applied_at_ms": tx.now_ms,
-            "outcome": outcome,
-        }
-        stored_values = {
-            **values,
-            "signatures": json.dumps(values["signatures"]),
             "outcome": json.dumps(outcome),
         }
-        tx.conn.execute(insert(reports).values(stored_values))
-        # The record from what was just written, not read back: the same dict `_record` gives a later
-        # delivery or `GET /v1/reports/{id}` reads (test_settle_moves_held_funds_to_payee compares them).
-        record = _record_from(values)
+        tx.conn.execute(insert(reports).values(row))
+        # The record from the row just written, not read back (test_settle_moves_held_funds_to_payee
+        # compares it with what `GET /v1/reports/{id}` reads).
+        record = _record(row)
         if remember is not None:
             remember(tx, record)
         return record
 
 
-def _record(row: Any) -> dict[str, Any]:
-    return _record_from(
-        {
-            "workflow_execution_id": row.workflow_execution_id,
-            "raw": row.raw,
-            "context": row.context,
-            "signatures": json.loads(row.signatures),
-            "don_id": int(row.don_id),
-            "config_version": int(row.config_version),
-            "applied_at_ms": int(row.applied_at_ms),
-            "outcome": json.loads(row.outcome),
-        }
-    )
-
-
-def _record_from(values: dict[str, Any]) -> dict[str, Any]:
-    outcome = values["outcome"]
+def _record(row: Mapping[Any, Any]) -> dict[str, Any]:
+    """A report's record from its row's columns."""
+    outcome = json.loads(row["outcome"])
     return {
-        "workflow_execution_id": values["workflow_execution_id"],
-        "report": values["raw"],
-        "context": values["context"],
-        "signatures": values["signatures"],
-        "don_id": values["don_id"],
-        "config_version": values["config_version"],
+        "workflow_execution_id": row["workflow_execution_id"],
+        "report": row["raw"],
+        "context": row["context"],
+        "signatures": json.loads(row["signatures"]),
+        "don_id": int(row["don_id"]),
+        "config_version": int(row["config_version"]),
         "signers": outcome["signers"],
-        "applied_at_s": values["applied_at_ms"] // 1000,
+        "applied_at_s": row["applied_at_ms"] // 1000,
         "items": outcome["items"],
     }
 
@@ -311,4 +292,4 @@ def get_report(conn: Connection, execution_id: str) -> dict[str, Any]:
     row = conn.execute(select(reports).where(reports.c.workflow_execution_id == execution_id.lower())).first()
     if row is None:
         raise NotFound("report-not-found", f"no report {execution_id}", field="workflow_execution_id")
-    return _record(row)
+    return _record(row._mapping)
