@@ -277,3 +277,42 @@ def test_an_in_memory_store_has_one_connection_for_everything() -> None:
         assert memory._relaxed is memory.engine
     finally:
         memory.close()
+
+
+def test_due_outbox_caps_each_member_and_kind_and_returns_the_oldest_first(
+    store: NodeStore, tmp_path: Path
+) -> None:
+    for i in range(5):
+        store.enqueue([1, 2], "terms", {"n": i}, 100)
+        store.enqueue([1], "report", {"n": i}, 100 if i % 2 == 0 else 900)
+    due = store.due_outbox(500, per_kind={"terms": 3}, default_limit=2)
+    assert [m.id for m in due] == sorted(m.id for m in due)
+    assert [(m.member, m.kind, m.body["n"]) for m in due if m.member == 2] == [
+        (2, "terms", n) for n in range(3)
+    ]
+    assert [m.body["n"] for m in due if m.member == 1 and m.kind == "terms"] == [0, 1, 2]
+    # Reports 1 and 3 are not due before 900; the cap of 2 takes the first two due ones.
+    assert [m.body["n"] for m in due if m.kind == "report"] == [0, 2]
+    store.ack_outbox(m.id for m in due)
+    rest = store.due_outbox(1_000, default_limit=100)
+    assert sorted((m.member, m.kind, m.body["n"]) for m in rest) == sorted(
+        [(1, "terms", 3), (1, "terms", 4), (2, "terms", 3), (2, "terms", 4)]
+        + [(1, "report", n) for n in (1, 3, 4)]
+    )
+
+
+def test_a_store_created_before_the_outbox_index_gets_it_when_opened(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'old.sqlite'}"
+    opened = NodeStore(url)
+    with opened.engine.begin() as conn:
+        conn.exec_driver_sql("DROP INDEX ix_outbox_queue")
+    opened.close()
+    reopened = NodeStore(url)
+    try:
+        with reopened.engine.connect() as conn:
+            plan = conn.exec_driver_sql(
+                "EXPLAIN QUERY PLAN SELECT id FROM outbox WHERE member = 1 AND kind = 'terms' ORDER BY id"
+            ).all()
+        assert any("ix_outbox_queue" in str(row) for row in plan), plan
+    finally:
+        reopened.close()
