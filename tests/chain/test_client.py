@@ -12,9 +12,11 @@ from eth_utils.crypto import keccak
 from web3 import Web3
 
 from crossdvp.chain._abi import decode_revert
+from crossdvp.chain._artifacts import load_artifact
 from crossdvp.chain.anvil import Anvil, running_anvil
 from crossdvp.chain.client import Call, EvmClient, Sender, normalize_address
 from crossdvp.chain.errors import ContractRevert, RpcError, TransactionTimeout
+from crossdvp.chaos.rpc_proxy import RpcFaultProxy
 from crossdvp.process import free_port
 
 pytestmark = pytest.mark.integration
@@ -281,3 +283,48 @@ def test_a_read_at_latest_that_races_the_next_block_is_asked_again(monkeypatch: 
     with pytest.raises(RpcError) as raised:
         client.request("eth_call", [{"to": "0x00"}, "0x10"])
     assert raised.value.code == -32602 and not raised.value.retryable
+
+
+def test_logs_of_a_long_range_are_read_in_parts_a_capped_provider_accepts(
+    evm: EvmClient, dev_senders: tuple[Sender, ...], anvil: Anvil
+) -> None:
+    """A provider that refuses eth_getLogs over more than 5 blocks (the chaos RPC proxy's cap): the
+    client's 7-block parts are refused, halved to 3, and the logs come back complete and in order."""
+    owner = dev_senders[0]
+    first = evm.latest_block().number + 1
+    token = evm.deploy(owner, "PlainToken", "Logs", "LOG")
+    mint = load_artifact("PlainToken").contract_abi.function("mint", 2)
+    for i in range(12):  # anvil mines one block per transaction: 13 blocks with logs
+        evm.transact(owner, Call(to=token, data=mint.encode_call([RECIPIENT, i + 1]), label="mint"))
+    direct = evm.get_logs(token, [], first, "latest")
+    assert len(direct) == 12
+    with RpcFaultProxy(anvil.rpc_url, max_log_range=5) as proxy:
+        with pytest.raises(RpcError, match="max block range 5"):
+            EvmClient(proxy.url, max_log_range=10_000).request(
+                "eth_getLogs", [{"address": token, "fromBlock": hex(first), "toBlock": "latest"}]
+            )
+        refused = proxy.stats().by_mode.get("log_range_refused", 0)
+        capped = EvmClient(proxy.url, max_log_range=7)
+        assert capped.get_logs(token, [], first, "latest") == direct
+        assert proxy.stats().by_mode["log_range_refused"] == refused + 1  # the first 7 blocks only
+    # A provider that refuses even one block: the refusal is raised, not looped on.
+    with RpcFaultProxy(anvil.rpc_url, max_log_range=0) as proxy, pytest.raises(RpcError, match="range 0"):
+        EvmClient(proxy.url).get_logs(token, [], first, "latest")
+
+
+def test_logs_in_parts_of_one_block_are_the_logs_of_the_whole_range(
+    evm: EvmClient, dev_senders: tuple[Sender, ...]
+) -> None:
+    owner = dev_senders[0]
+    first = evm.latest_block().number + 1
+    token = evm.deploy(owner, "PlainToken", "Logs", "LOG")
+    mint = load_artifact("PlainToken").contract_abi.function("mint", 2)
+    for i in range(4):
+        evm.transact(owner, Call(to=token, data=mint.encode_call([RECIPIENT, i + 1]), label="mint"))
+    last = evm.latest_block().number
+    whole = evm.get_logs(token, [], first, last)
+    one_by_one = EvmClient(evm.rpc_url, max_log_range=1).get_logs(token, [], first, last)
+    assert one_by_one == whole and len(whole) == 4
+    assert EvmClient(evm.rpc_url).get_logs(token, [], last + 1, last) == ()
+    with pytest.raises(ValueError, match="max_log_range"):
+        EvmClient(evm.rpc_url, max_log_range=0)

@@ -37,13 +37,25 @@ from crossdvp.chain.errors import (
     is_nonce_conflict,
 )
 
-__all__ = ["BlockInfo", "Call", "EvmClient", "LogEntry", "Sender", "TxReceipt", "normalize_address"]
+__all__ = [
+    "DEFAULT_MAX_LOG_RANGE",
+    "BlockInfo",
+    "Call",
+    "EvmClient",
+    "LogEntry",
+    "Sender",
+    "TxReceipt",
+    "normalize_address",
+]
 
 _POLL_INTERVAL_S = 0.01
 _GAS_MARGIN_DIVISOR = 5  # estimate + 20%: state may change between estimation and inclusion
 _NONCE_RETRIES = 3
 # JSON-RPC codes a node uses for "try again later" (EIP-1474 limit exceeded; rate limiting).
 _TRANSIENT_CODES = frozenset({-32005, 429})
+# Blocks one eth_getLogs covers (get_logs): what public providers commonly accept, and the oracle
+# node's own default for its polls (`max_block_range`).
+DEFAULT_MAX_LOG_RANGE = 2_000
 
 
 def _transient(code: object, params: Sequence[Any]) -> bool:
@@ -180,9 +192,14 @@ class EvmClient:
     ContractRevert when a call or transaction reverts (with the decoded custom error).
     """
 
-    def __init__(self, rpc_url: str, *, timeout_s: float = 10.0) -> None:
+    def __init__(
+        self, rpc_url: str, *, timeout_s: float = 10.0, max_log_range: int = DEFAULT_MAX_LOG_RANGE
+    ) -> None:
+        if max_log_range < 1:
+            raise ValueError(f"max_log_range must be >= 1, got {max_log_range}")
         self.rpc_url = rpc_url
         self.timeout_s = timeout_s
+        self.max_log_range = max_log_range  # blocks per eth_getLogs (see get_logs)
         # No provider-level retries: the caller decides (RpcError.retryable), and a dead endpoint must
         # fail fast rather than after web3's backoff.
         self._provider = HTTPProvider(
@@ -298,7 +315,17 @@ class EvmClient:
         from_block: int | str,
         to_block: int | str,
     ) -> tuple[LogEntry, ...]:
-        """eth_getLogs for one contract; topic positions may be None (any) or a list (any of)."""
+        """eth_getLogs for one contract over blocks [from_block, to_block], in chain order; topic
+        positions may be None (any) or a list (any of).
+
+        Providers cap what one eth_getLogs may cover (a block range, a number of results), and a
+        contract deployed long ago is read from its deploy block: so the range is asked for
+        `max_log_range` blocks at a time, a tag ("latest", "finalized", ...) first resolved to its
+        block number so that every part reads up to the same block. A part the node refuses with an
+        error answer is asked again in halves, and the rest of the range in parts of that size; the
+        refusal is raised (RpcError) only once a single block is refused, or if the node could not be
+        reached at all.
+        """
 
         def topic(t: bytes | Sequence[bytes] | None) -> str | list[str] | None:
             if t is None:
@@ -307,13 +334,31 @@ class EvmClient:
                 return "0x" + t.hex()
             return ["0x" + x.hex() for x in t]
 
-        query = {
-            "address": normalize_address(address),
-            "topics": [topic(t) for t in topics],
-            "fromBlock": hex(from_block) if isinstance(from_block, int) else from_block,
-            "toBlock": hex(to_block) if isinstance(to_block, int) else to_block,
-        }
-        return tuple(LogEntry.from_rpc(raw) for raw in self.request("eth_getLogs", [query]))
+        query = {"address": normalize_address(address), "topics": [topic(t) for t in topics]}
+        first, last = self._block_number(from_block), self._block_number(to_block)
+        found: list[LogEntry] = []
+        span = self.max_log_range
+        start = first
+        while start <= last:
+            end = min(start + span - 1, last)
+            try:
+                part = self.request("eth_getLogs", [{**query, "fromBlock": hex(start), "toBlock": hex(end)}])
+            except RpcError as exc:
+                if exc.code is None or end == start:
+                    raise
+                span = (end - start + 1) // 2
+                continue
+            found.extend(LogEntry.from_rpc(raw) for raw in part)
+            start = end + 1
+        return tuple(found)
+
+    def _block_number(self, block: int | str) -> int:
+        """A block number as given, or the number of the block a tag names now ("earliest" is 0)."""
+        if isinstance(block, int):
+            return block
+        if block == "earliest":
+            return 0
+        return self.get_block(block).number
 
     # -- calls ----------------------------------------------------------------------------------
 

@@ -12,6 +12,9 @@ mode at run time to inject the faults a real RPC provider shows:
   `null` for blocks above that head (a provider whose node stopped following the chain). Other
   methods pass through: a lagging node still serves the state it has.
 
+Independently of the mode, `max_log_range` (when set) refuses an `eth_getLogs` that spans more blocks
+than that, with the error answer a provider that caps log queries gives (code -32005).
+
 The proxy runs on 127.0.0.1 in a thread of the harness's own process (it is not a separate process
 to stop), and counts what it did per mode so the report can show that each fault really happened.
 """
@@ -62,8 +65,9 @@ class RpcFaultProxy:
     negative delay, and from `start` if the port cannot be bound.
     """
 
-    def __init__(self, upstream_url: str, *, port: int = 0) -> None:
+    def __init__(self, upstream_url: str, *, port: int = 0, max_log_range: int | None = None) -> None:
         self.upstream_url = upstream_url
+        self.max_log_range = max_log_range
         self._requested_port = port
         self._lock = threading.Lock()
         self._mode = ProxyMode.PASS
@@ -198,6 +202,28 @@ class RpcFaultProxy:
             return None
         return {"jsonrpc": "2.0", "id": request.get("id"), "result": result}
 
+    def _log_range_refusal(self, body: bytes) -> dict[str, Any] | None:
+        """The error answer for an eth_getLogs over more than `max_log_range` blocks, else None."""
+        if self.max_log_range is None:
+            return None
+        try:
+            request = json.loads(body)
+        except ValueError:
+            return None
+        if not isinstance(request, dict) or request.get("method") != "eth_getLogs":
+            return None
+        query = (request.get("params") or [{}])[0]
+        bounds = []
+        for key in ("fromBlock", "toBlock"):
+            value = query.get(key, "latest") if isinstance(query, dict) else "latest"
+            if isinstance(value, str) and not value.startswith("0x"):
+                value = "0x0" if value == "earliest" else self._upstream_result("eth_blockNumber", [])
+            bounds.append(int(str(value), 16))
+        if bounds[1] - bounds[0] + 1 <= self.max_log_range:
+            return None
+        message = f"query exceeds max block range {self.max_log_range}"
+        return {"jsonrpc": "2.0", "id": request.get("id"), "error": {"code": -32005, "message": message}}
+
     def _handle(self, handler: BaseHTTPRequestHandler) -> None:
         length = int(handler.headers.get("Content-Length") or 0)
         body = handler.rfile.read(length)
@@ -223,6 +249,12 @@ class RpcFaultProxy:
             return
         if mode is ProxyMode.DELAY:
             time.sleep(delay_ms / 1000)
+        refusal = self._log_range_refusal(body)
+        if refusal is not None:
+            with self._lock:
+                self._counts["log_range_refused"] += 1
+            self._reply(handler, 200, json.dumps(refusal).encode())
+            return
         if mode is ProxyMode.STALE:
             try:
                 answer = self._stale_answer(json.loads(body))
