@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import socket
 import threading
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from eth_abi.abi import encode
@@ -13,6 +15,7 @@ from web3 import Web3
 
 from crossdvp.chain._abi import decode_revert
 from crossdvp.chain._artifacts import load_artifact
+from crossdvp.chain._binding import topic_address
 from crossdvp.chain.anvil import Anvil, running_anvil
 from crossdvp.chain.client import Call, EvmClient, Sender, normalize_address
 from crossdvp.chain.errors import ContractRevert, RpcError, TransactionTimeout
@@ -328,3 +331,40 @@ def test_logs_in_parts_of_one_block_are_the_logs_of_the_whole_range(
     assert EvmClient(evm.rpc_url).get_logs(token, [], last + 1, last) == ()
     with pytest.raises(ValueError, match="max_log_range"):
         EvmClient(evm.rpc_url, max_log_range=0)
+
+
+def test_latest_logs_reads_the_newest_parts_first_and_stops_at_the_first_match(
+    evm: EvmClient, dev_senders: tuple[Sender, ...], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    owner = dev_senders[0]
+    first = evm.latest_block().number + 1
+    token = evm.deploy(owner, "PlainToken", "Logs", "LOG")
+    abi = load_artifact("PlainToken").contract_abi
+    mint = abi.function("mint", 2)
+    recipients = [f"0x{i + 1:040x}" for i in range(12)]
+    for recipient in recipients:  # one block each
+        evm.transact(owner, Call(to=token, data=mint.encode_call([recipient, 5]), label="mint"))
+    last = evm.latest_block().number
+    transfer = abi.event("Transfer").topic0
+    asked: list[tuple[int, int]] = []
+    real = evm._request_once
+
+    def counting(method: str, params: Sequence[Any]) -> Any:
+        if method == "eth_getLogs":
+            asked.append((int(params[0]["fromBlock"], 16), int(params[0]["toBlock"], 16)))
+        return real(method, params)
+
+    monkeypatch.setattr(evm, "_request_once", counting)
+    monkeypatch.setattr(evm, "max_log_range", 3)
+    newest = evm.latest_logs(token, [transfer], first, "latest")
+    assert [log.block_number for log in newest] == [last - 2, last - 1, last]
+    assert asked == [(last - 2, last)]
+    asked.clear()
+    # The second recipient's mint is in block first + 2, in the fourth part back; the fifth is not read.
+    (only,) = evm.latest_logs(token, [transfer, None, topic_address(recipients[1])], first, "latest")
+    assert only.block_number == first + 2
+    assert asked == [(last - 2, last), (last - 5, last - 3), (last - 8, last - 6), (first + 1, last - 9)]
+    asked.clear()
+    assert evm.latest_logs(token, [transfer, None, topic_address(RECIPIENT)], first, last) == ()
+    assert asked[-1] == (first, first)
+    assert evm.get_logs(token, [transfer], first, "latest")[-3:] == newest

@@ -111,6 +111,18 @@ def test_lock_pulls_the_shares_and_records_every_field(world: World) -> None:
     assert world.lock_view(terms.settlement_id, 1).state == LockState.NONE
 
 
+def test_lock_event_finds_the_lock_of_a_leg_and_nothing_for_a_leg_never_locked(world: World) -> None:
+    terms = world.terms(settlement_id("lock-event"))
+    receipt = world.lock_leg(terms)
+    world.lock_leg(world.terms(settlement_id("lock-event-later")))
+    since = world.addresses.deployed_at_block
+    event = world.net.escrow.lock_event(terms.settlement_id, 0, since)
+    assert event is not None
+    assert (event.tx_hash, event.leg_index, event.terms_hash) == (receipt.tx_hash, 0, terms.terms_hash)
+    assert world.net.escrow.lock_event(terms.settlement_id, 1, since) is None
+    assert world.net.escrow.lock_event(settlement_id("never-locked"), 0, since) is None
+
+
 def test_lock_rejections_move_nothing(world: World) -> None:
     escrow, sid = world.net.escrow, settlement_id("rejections")
     deadline, th = world.deadline(), keccak(b"terms")

@@ -73,11 +73,18 @@ class Binding:
         return self.client.transact(sender, self.call_data(function, *args), gas=gas)
 
     def _logs(
-        self, event: str, from_block: int | str, to_block: int | str, *indexed: bytes | None
+        self,
+        event: str,
+        from_block: int | str,
+        to_block: int | str,
+        *indexed: bytes | None,
+        latest: bool = False,
     ) -> list[tuple[LogEntry, dict[str, Any]]]:
-        """eth_getLogs for one event of this contract, optionally filtered on indexed topics."""
+        """eth_getLogs for one event of this contract, optionally filtered on indexed topics; with
+        `latest`, only the newest part of the range that has any (EvmClient.latest_logs)."""
         abi_event = self.abi.event(event)
-        logs = self.client.get_logs(self.address, [abi_event.topic0, *indexed], from_block, to_block)
+        read = self.client.latest_logs if latest else self.client.get_logs
+        logs = read(self.address, [abi_event.topic0, *indexed], from_block, to_block)
         return [(log, abi_event.decode(log.topics, log.data)) for log in logs]
 
     def _receipt_logs(self, receipt: TxReceipt, event: str) -> list[tuple[LogEntry, dict[str, Any]]]:

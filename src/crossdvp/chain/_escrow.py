@@ -279,6 +279,8 @@ class DvPEscrow(Binding):
         to_block: int | str,
         settlement_id: bytes | None,
         leg: int | None,
+        *,
+        latest: bool = False,
     ) -> list[Any]:
         indexed: list[bytes | None] = [settlement_id]
         if leg is not None:
@@ -286,7 +288,8 @@ class DvPEscrow(Binding):
         while indexed and indexed[-1] is None:
             indexed.pop()  # trailing wildcards are implied
         return [
-            _decode_event(name, log, args) for log, args in self._logs(name, from_block, to_block, *indexed)
+            _decode_event(name, log, args)
+            for log, args in self._logs(name, from_block, to_block, *indexed, latest=latest)
         ]
 
     def locked_events(
@@ -299,6 +302,15 @@ class DvPEscrow(Binding):
     ) -> list[LockedEvent]:
         """Locked events in [from_block, to_block] (inclusive), in chain order, optionally filtered."""
         return self._events("Locked", from_block, to_block, settlement_id, leg_index)
+
+    def lock_event(
+        self, settlement_id: bytes, leg_index: int, from_block: int | str, to_block: int | str = "latest"
+    ) -> LockedEvent | None:
+        """The Locked event of one settlement leg in [from_block, to_block], or None. A leg is locked at
+        most once (LockExists), so the range is read newest part first and the search stops at the
+        event: a recent lock costs one or two eth_getLogs however old the escrow is."""
+        events = self._events("Locked", from_block, to_block, settlement_id, leg_index, latest=True)
+        return events[-1] if events else None
 
     def settled_events(
         self, from_block: int | str, to_block: int | str, *, settlement_id: bytes | None = None

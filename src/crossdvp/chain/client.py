@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -326,6 +326,39 @@ class EvmClient:
         refusal is raised (RpcError) only once a single block is refused, or if the node could not be
         reached at all.
         """
+        found: list[LogEntry] = []
+        for part in self._log_parts(address, topics, from_block, to_block, newest_first=False):
+            found.extend(part)
+        return tuple(found)
+
+    def latest_logs(
+        self,
+        address: str,
+        topics: Sequence[bytes | Sequence[bytes] | None],
+        from_block: int | str,
+        to_block: int | str,
+    ) -> tuple[LogEntry, ...]:
+        """The matching logs of the newest part of [from_block, to_block] that has any, in chain order
+        (empty if none has): `get_logs`' parts read newest first, stopping at the first match.
+
+        For an event that happens once per key (the lock of a settlement leg, a report's successful
+        delivery), which is mostly recent, this reads a part or two instead of the history since a
+        contract's deployment."""
+        for part in self._log_parts(address, topics, from_block, to_block, newest_first=True):
+            if part:
+                return tuple(part)
+        return ()
+
+    def _log_parts(
+        self,
+        address: str,
+        topics: Sequence[bytes | Sequence[bytes] | None],
+        from_block: int | str,
+        to_block: int | str,
+        *,
+        newest_first: bool,
+    ) -> Iterator[list[LogEntry]]:
+        """The logs of [from_block, to_block] part by part (see get_logs), oldest or newest part first."""
 
         def topic(t: bytes | Sequence[bytes] | None) -> str | list[str] | None:
             if t is None:
@@ -336,11 +369,11 @@ class EvmClient:
 
         query = {"address": normalize_address(address), "topics": [topic(t) for t in topics]}
         first, last = self._block_number(from_block), self._block_number(to_block)
-        found: list[LogEntry] = []
         span = self.max_log_range
-        start = first
-        while start <= last:
-            end = min(start + span - 1, last)
+        while first <= last:
+            start, end = (
+                (max(first, last - span + 1), last) if newest_first else (first, min(first + span - 1, last))
+            )
             try:
                 part = self.request("eth_getLogs", [{**query, "fromBlock": hex(start), "toBlock": hex(end)}])
             except RpcError as exc:
@@ -348,9 +381,11 @@ class EvmClient:
                     raise
                 span = (end - start + 1) // 2
                 continue
-            found.extend(LogEntry.from_rpc(raw) for raw in part)
-            start = end + 1
-        return tuple(found)
+            yield [LogEntry.from_rpc(raw) for raw in part]
+            if newest_first:
+                last = start - 1
+            else:
+                first = end + 1
 
     def _block_number(self, block: int | str) -> int:
         """A block number as given, or the number of the block a tag names now ("earliest" is 0)."""

@@ -365,10 +365,21 @@ class KeystoneForwarder(Binding):
         workflow_execution_id: bytes,
         from_block: int | str,
         to_block: int | str = "latest",
+        *,
+        latest: bool = False,
     ) -> list[ReportProcessedEvent]:
-        """The ReportProcessed events of one report to one receiver (every attempt, in chain order)."""
+        """The ReportProcessed events of one report to one receiver (every attempt, in chain order).
+
+        With `latest`, only those of the newest part of the range that has any (EvmClient.latest_logs):
+        the forwarder refuses a report once it was processed successfully, so a successful attempt is
+        always among the newest ones."""
         logs = self._logs(
-            "ReportProcessed", from_block, to_block, topic_address(receiver), workflow_execution_id
+            "ReportProcessed",
+            from_block,
+            to_block,
+            topic_address(receiver),
+            workflow_execution_id,
+            latest=latest,
         )
         return [_report_processed(log, a) for log, a in logs]
 

@@ -540,22 +540,21 @@ class Desk:
         """(transaction hash, terms hash) of the leg's Locked event, cached once found."""
         key = (terms.settlement_id, index)
         if key not in self._lock_events:
-            events = self.contracts.escrow.locked_events(
-                self.config.asset.deployed_at_block,
-                "latest",
-                settlement_id=terms.settlement_id,
-                leg_index=index,
+            event = self.contracts.escrow.lock_event(
+                terms.settlement_id, index, self.config.asset.deployed_at_block
             )
-            if not events:
+            if event is None:
                 return None, None
-            self._lock_events[key] = (_hex(events[0].tx_hash), events[0].terms_hash)
+            self._lock_events[key] = (_hex(event.tx_hash), event.terms_hash)
         return self._lock_events[key]
 
     def _forwarder_tx(self, execution_id: str) -> str | None:
         """The transaction in which the forwarder delivered report `execution_id` to the escrow."""
         report = bytes.fromhex(execution_id.removeprefix("0x"))
         since = self.config.asset.deployed_at_block
-        events = self.contracts.forwarder.report_processed_events(self.config.asset.escrow, report, since)
+        events = self.contracts.forwarder.report_processed_events(
+            self.config.asset.escrow, report, since, latest=True
+        )
         delivered = [e for e in events if e.result]
         return _hex(delivered[0].tx_hash) if delivered else None
 
