@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy import BigInteger, Boolean, Column, Engine, Integer, MetaData, String, Table, event, select
 
-from crossdvp.payments.store import insert_rows, make_engine, update_rows
+from crossdvp.payments.store import insert_rows, make_engine, one_of, update_rows
 
 _metadata = MetaData()
 _items = Table(
@@ -113,3 +113,25 @@ def test_update_with_a_null_fixed_value(engine: Engine) -> None:
     with engine.connect() as conn:
         stored = {r.name: (r.amount_minor, r.note) for r in conn.execute(select(_items))}
     assert stored == {"n0": (7, None), "n1": (1, "x"), "n2": (9, None)}
+
+
+def test_one_of_selects_what_in_selects_with_one_statement_text_for_any_count(engine: Engine) -> None:
+    big = 2**62 + 5
+    rows = [{"name": f"n{i}", "amount_minor": big - i, "note": None, "flag": False} for i in range(120)]
+    with engine.begin() as conn:
+        insert_rows(conn, _items, rows)
+    statements: list[str] = []
+    event.listen(engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    with engine.connect() as conn:
+        for values in (["n3", "n7", "missing"], [f"n{i}" for i in range(0, 120, 2)], []):
+            mine = conn.scalars(select(_items.c.name).where(one_of(conn, _items.c.name, values)))
+            theirs = conn.scalars(select(_items.c.name).where(_items.c.name.in_(values)))
+            assert sorted(mine) == sorted(theirs) == sorted(v for v in values if v != "missing")
+        amounts = [big - 1, big - 119, 5]
+        found = conn.scalars(
+            select(_items.c.amount_minor).where(one_of(conn, _items.c.amount_minor, amounts))
+        )
+        assert sorted(found) == [big - 119, big - 1]
+    if engine.dialect.name == "postgresql":
+        by_values = statements[0:6:2]
+        assert len(set(by_values)) == 1 and "unnest" in by_values[0], by_values

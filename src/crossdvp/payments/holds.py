@@ -23,7 +23,7 @@ from crossdvp.payments.auth import Principal, Role
 from crossdvp.payments.errors import Conflict, Forbidden, LedgerRejection, NotFound, Unprocessable
 from crossdvp.payments.journal import AVAILABLE, HELD, Entry, Posting, append_entries
 from crossdvp.payments.models import accounts, events, holds
-from crossdvp.payments.store import WriteTx, insert_rows, update_rows
+from crossdvp.payments.store import WriteTx, insert_rows, one_of, update_rows
 
 __all__ = [
     "FINAL_STATES",
@@ -164,10 +164,12 @@ def place_holds(
     named = {r.payer_account for r in requests} | {r.payee_account for r in requests}
     rows = {
         row.account_id: row
-        for row in tx.conn.execute(select(accounts).where(accounts.c.account_id.in_(named)))
+        for row in tx.conn.execute(
+            select(accounts).where(one_of(tx.conn, accounts.c.account_id, sorted(named)))
+        )
     }
     wanted = [hold_id_for(r.settlement_id, r.leg_index) for r in requests]
-    taken = set(tx.conn.scalars(select(holds.c.hold_id).where(holds.c.hold_id.in_(wanted))))
+    taken = set(tx.conn.scalars(select(holds.c.hold_id).where(one_of(tx.conn, holds.c.hold_id, wanted))))
     available = {account_id: int(row.available_minor) for account_id, row in rows.items()}
     outcomes: list[Hold | LedgerRejection] = []
     placed: list[tuple[HoldRequest, Hold]] = []
@@ -380,7 +382,7 @@ def hold_rows_for_settlements(conn: Connection, settlement_ids: Sequence[str]) -
     """The holds of these settlements, by settlement and leg index."""
     return conn.execute(
         select(holds)
-        .where(holds.c.settlement_id.in_(settlement_ids))
+        .where(one_of(conn, holds.c.settlement_id, settlement_ids))
         .order_by(holds.c.settlement_id, holds.c.leg_index)
     ).all()
 

@@ -38,6 +38,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import make_url
 from sqlalchemy.sql.dml import Insert, Update
+from sqlalchemy.sql.elements import BindParameter, ColumnElement
 from sqlalchemy.sql.selectable import TableValuedAlias
 
 from crossdvp.clock import Clock
@@ -51,6 +52,7 @@ __all__ = [
     "insert_rows",
     "make_engine",
     "migrate",
+    "one_of",
     "update_rows",
 ]
 
@@ -96,6 +98,21 @@ def _unnest(table: Table, keys: tuple[str, ...], prefix: str, *, ordinality: boo
 def _unnest_insert(table: Table, keys: tuple[str, ...]) -> Insert:
     rows = _unnest(table, keys, "", ordinality=True)
     return insert(table).from_select(list(keys), select(*(rows.c[k] for k in keys)).order_by(rows.c._ord))
+
+
+def one_of(conn: Connection, column: ColumnElement[Any], values: Sequence[Any]) -> ColumnElement[bool]:
+    """`column IN (values)` for a batch of keys, as PostgreSQL can look up quickly whatever it plans.
+
+    On PostgreSQL `column IN (SELECT unnest(CAST(:values AS <column type>[])))`: a semi-join with the
+    values, which the planner runs as index probes or as one hash of the values, and one array
+    parameter, so the statement text does not depend on how many values there are. An IN list (or
+    `= ANY(:array)`) is instead tested against every row with a linear search of the values whenever
+    the planner picks a sequential scan, as it does while a table is small or its statistics are
+    stale: 100 hold ids against 6,000 holds took 15 ms. Elsewhere (SQLite) an IN list."""
+    if conn.dialect.name != "postgresql":
+        return column.in_(values)
+    array: BindParameter[Any] = bindparam(f"{column.key}_any", value=list(values), unique=True)
+    return column.in_(select(func.unnest(cast(array, postgresql.ARRAY(column.type)))))
 
 
 def update_rows(
