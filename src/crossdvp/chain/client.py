@@ -53,6 +53,8 @@ _GAS_MARGIN_DIVISOR = 5  # estimate + 20%: state may change between estimation a
 _NONCE_RETRIES = 3
 # JSON-RPC codes a node uses for "try again later" (EIP-1474 limit exceeded; rate limiting).
 _TRANSIENT_CODES = frozenset({-32005, 429})
+# An eth_getLogs topic filter: per position a topic, any of several (a list), or any (None).
+LogTopics = Sequence[bytes | Sequence[bytes] | None]
 # Blocks one eth_getLogs covers (get_logs): what public providers commonly accept, and the oracle
 # node's own default for its polls (`max_block_range`).
 DEFAULT_MAX_LOG_RANGE = 2_000
@@ -311,7 +313,7 @@ class EvmClient:
     def get_logs(
         self,
         address: str,
-        topics: Sequence[bytes | Sequence[bytes] | None],
+        topics: LogTopics,
         from_block: int | str,
         to_block: int | str,
     ) -> tuple[LogEntry, ...]:
@@ -334,7 +336,7 @@ class EvmClient:
     def latest_logs(
         self,
         address: str,
-        topics: Sequence[bytes | Sequence[bytes] | None],
+        topics: LogTopics,
         from_block: int | str,
         to_block: int | str,
     ) -> tuple[LogEntry, ...]:
@@ -352,7 +354,7 @@ class EvmClient:
     def _log_parts(
         self,
         address: str,
-        topics: Sequence[bytes | Sequence[bytes] | None],
+        topics: LogTopics,
         from_block: int | str,
         to_block: int | str,
         *,
@@ -393,7 +395,7 @@ class EvmClient:
             return block
         if block == "earliest":
             return 0
-        return self.get_block(block).number
+        return self.block_number() if block == "latest" else self.get_block(block).number
 
     # -- calls ----------------------------------------------------------------------------------
 

@@ -217,7 +217,10 @@ class RpcFaultProxy:
         for key in ("fromBlock", "toBlock"):
             value = query.get(key, "latest") if isinstance(query, dict) else "latest"
             if isinstance(value, str) and not value.startswith("0x"):
-                value = "0x0" if value == "earliest" else self._upstream_result("eth_blockNumber", [])
+                try:
+                    value = "0x0" if value == "earliest" else self._upstream_result("eth_blockNumber", [])
+                except CrossDvpError:
+                    return None  # upstream down: forwarding shows the client what it would see directly
             bounds.append(int(str(value), 16))
         if bounds[1] - bounds[0] + 1 <= self.max_log_range:
             return None

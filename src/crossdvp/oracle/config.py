@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from crossdvp.chain.client import DEFAULT_MAX_LOG_RANGE
 from crossdvp.oracle.errors import NodeConfigError
 from crossdvp.oracle.keys import NodeKey, key_from_hex, load_keystore
 from crossdvp.paths import data_dir
@@ -216,7 +217,7 @@ class EvmNetworkConfig(_Section):
     forwarder: str
     finality: int | Literal["finalized"] = 2
     start_block: int = Field(default=0, ge=0)
-    max_block_range: int = Field(default=2000, ge=1)
+    max_block_range: int = Field(default=DEFAULT_MAX_LOG_RANGE, ge=1)
     transmitter_key_env: str | None = None
     gas_limit: int | None = Field(default=None, ge=21_000)
 

@@ -25,6 +25,7 @@ from typing import Any, Final, Literal
 import httpx
 
 from crossdvp.chain._abi import AbiEvent
+from crossdvp.chain.client import DEFAULT_MAX_LOG_RANGE
 from crossdvp.chain.contracts import load_artifact
 from crossdvp.errors import ConfigError
 from crossdvp.oracle._rpc import JsonRpcClient, hex_int, to_hex
@@ -120,7 +121,7 @@ class EvmObserver:
         escrow: str,
         finality: Finality = 12,
         start_block: int = 0,
-        max_block_range: int = 2_000,
+        max_block_range: int = DEFAULT_MAX_LOG_RANGE,
         max_ranges_per_poll: int = 10,
         timeout_s: float = 10.0,
         transport: httpx.AsyncBaseTransport | None = None,
