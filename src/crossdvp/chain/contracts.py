@@ -35,6 +35,7 @@ from crossdvp.chain._escrow import (
     SettledEvent,
     SkipReason,
 )
+from crossdvp.chain._escrow_commit import DvPEscrowCommit, LockRecord
 from crossdvp.chain.client import LogEntry, Sender, TxReceipt
 from crossdvp.chain.errors import ContractRevert
 from crossdvp.settlement.report import DonConfig
@@ -45,11 +46,13 @@ __all__ = [
     "ClaimedEvent",
     "ConfigSetEvent",
     "DvPEscrow",
+    "DvPEscrowCommit",
     "EscrowEvent",
     "FundToken",
     "ItemSkippedEvent",
     "KYCRegistry",
     "KeystoneForwarder",
+    "LockRecord",
     "LockState",
     "LockView",
     "LockedEvent",
