@@ -8,6 +8,16 @@ import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol
 // The same IERC165 unit IReceiver extends (Chainlink imports it by its versioned name).
 import {IERC165} from "@openzeppelin/contracts@5.0.2/utils/introspection/IERC165.sol";
 
+/// @dev The one KeystoneForwarder function the escrow calls.
+interface IKeystoneForwarderReport {
+  function report(
+    address receiver,
+    bytes calldata rawReport,
+    bytes calldata reportContext,
+    bytes[] calldata signatures
+  ) external;
+}
+
 /// @title DvPEscrow
 /// @notice The chain side of crossdvp's lock / decide / execute protocol. A payer locks a leg here
 /// (`lock`, tokens move into escrow); the oracle network's signed report, delivered through the
@@ -17,27 +27,45 @@ import {IERC165} from "@openzeppelin/contracts@5.0.2/utils/introspection/IERC165
 /// atomically even when the transfer has to wait. After `deadline + grace` a locker may `reclaim` a
 /// lock that no report executed.
 ///
-/// Time: a lock is accepted while `block.timestamp <= deadline` (the chain's own clock decides, and a
-/// lock stamped exactly at the deadline counts, as in the settlement core's decision rule).
+/// Storage: `settlementHead(settlementId)` commits to the settlement's open lock records (Locked, or owed
+/// after a refused payout), in order, as a keccak hash chain:
+///     c_0 = 0;  c_k = keccak256(c_{k-1}, w0, w1, w2, w3) with the lowest bit cleared
+///     w0 = token | amount << 160        w1 = locker | deadline << 160 | leg << 224 | state << 232
+///     w2 = payee                         w3 = termsHash
+/// and the head is c_n with its lowest bit set once a decision has been executed ("closed").
+/// A lock appends its record: the settlement's first lock writes one fresh slot, later ones
+/// rewrite it. Every later operation is given the whole record list (rebuilt off-chain from this
+/// contract's events; see `recordDigest`) and checks it against the head, so it always acts on
+/// every open record of the settlement: a deliverer cannot leave a leg out.
 ///
-/// Terms: a report item acts only on the locks of its settlement that name its terms hash, for SETTLE
-/// and ABORT alike. A lock naming other terms is left Locked (ItemSkipped reason 3) and its locker
-/// takes it back with `reclaim` after `deadline + grace`: the escrow never pays out a lock under
-/// terms its locker did not consent to.
+/// Execution: `deliver(rawReport, reportContext, signatures, records)` calls the genuine
+/// KeystoneForwarder's `report` itself. The forwarder verifies the DON's signatures and calls
+/// `onReport`, which checks the metadata as DvPEscrow does and, seeing the payload `deliver` is
+/// forwarding (EIP-1153 transient storage), only accepts it; `deliver` then applies each item
+/// with the supplied records. A report reaching `onReport` straight from the forwarder, or an item
+/// whose records do not match the head, has its decision recorded pending (one fresh slot);
+/// anyone then finishes it with `execute`, and no lock under those terms can be reclaimed.
 ///
-/// Tokens: any ERC-20 that moves exactly the amount asked (no transfer fees or rebasing); tokens
-/// that return nothing from transfer are accepted, as SafeERC20 does.
+/// Decisions: SETTLE pays, for each leg index, the first Locked record naming the item's terms
+/// hash to its payee and refunds any later Locked record of the same leg under the same terms (a
+/// leg is paid once); ABORT refunds every Locked record under the terms. Records naming other
+/// terms are left open (ItemSkipped reason 3) for their lockers to reclaim. The oracle must treat
+/// a leg's first Locked record under the terms as the leg's lock, as this contract pays it.
+/// Once an item has executed a record, the settlement is closed: later locks are refused, so a
+/// second report carrying the same decision finds nothing to pay (ItemSkipped reason 2).
 ///
-/// @dev Storage per lock is four slots (token|amount, locker|deadline|state, payee, termsHash). A
-/// report item finds every lock of its settlement without a list, through a bitmask of its locked leg
-/// indices. The bits for legs 0..94 live in the otherwise unused upper 96 bits of leg 0's payee slot
-/// (bit 160 + k: leg k was locked; bit 255: some leg >= 95 was locked), so the common settlement,
-/// one chain lock at leg 0, pays for no slot beyond its lock's four. Legs 95..255 have their bits in
-/// a separate per-settlement overflow slot, written and read only when bit 255 says so. Every read of
-/// a payee masks the slot to 160 bits; a lock at leg k != 0 before leg 0 writes leg 0's payee slot
-/// with mask bits only (its state stays None, its payee reads as zero). A lock reaching a final state
-/// keeps its state byte and payee slot (which also keeps the mask); the token|amount and termsHash
-/// slots are cleared for the gas refund (the events carry the history).
+/// Time: a lock is accepted while `block.timestamp <= deadline`; its locker may reclaim it after
+/// `deadline + grace` unless a decision under its terms is pending.
+///
+/// What the one-word storage asks of callers (it cost four fresh slots per lock before, 209,655 gas
+/// per settled leg against about 136,000 now): there is no `getLock` (the events are the record of
+/// each lock; `recordsMatch` checks a list); `claim` and `reclaim` take the record list and an
+/// index; the token is not asked `canTransfer(escrow, payee, amount)` at lock time (a payee the
+/// token refuses at settlement is owed the tokens and claims them later); the same (settlement,
+/// leg) may be locked more than once before the settlement closes (see Decisions).
+///
+/// Tokens: any ERC-20 that moves exactly the amount asked (no fees, no rebasing); tokens that
+/// return nothing from transfer are accepted, as SafeERC20 does.
 contract DvPEscrow is IReceiver {
   using SafeERC20 for IERC20;
 
@@ -51,39 +79,6 @@ contract DvPEscrow is IReceiver {
     AbortOwed
   }
 
-  /// @notice A lock as `getLock` returns it. After a final state (Settled, Aborted, Reclaimed) only
-  /// `state` and `payee` are kept; the other fields read as zero (the events carry the history).
-  struct LockView {
-    address token;
-    uint96 amount;
-    address locker;
-    uint64 deadline;
-    LockState state;
-    address payee;
-    bytes32 termsHash;
-  }
-
-  /// @dev Field order is the storage packing: slot 0 token|amount, slot 1 locker|deadline|state,
-  /// slot 2 payee (low 160 bits; leg 0's upper 96 bits are the settlement's inline leg mask, see
-  /// `_INLINE_LEGS`), slot 3 termsHash. The contract never touches `payee` as a Solidity field:
-  /// slot 2 is written whole by `_lock`/`_markLocked` and read through `_payeeOf` (masked).
-  struct Lock {
-    address token;
-    uint96 amount;
-    address locker;
-    uint64 deadline;
-    LockState state;
-    address payee;
-    bytes32 termsHash;
-  }
-
-  struct Settlement {
-    // Bit i set <=> legs[i] was ever locked, for i >= _INLINE_LEGS only (lower legs have their bit
-    // in legs[0]'s payee slot); read only when that slot's _OVERFLOW_FLAG is set.
-    uint256 overflowMask;
-    Lock[256] legs;
-  }
-
   uint8 private constant _SETTLE = 1;
   uint8 private constant _ABORT = 2;
 
@@ -92,23 +87,30 @@ contract DvPEscrow is IReceiver {
   uint8 private constant _SKIP_TERMS_MISMATCH = 3;
   uint8 private constant _SKIP_INVALID_DECISION = 4;
 
-  /// @dev Legs 0.._INLINE_LEGS-1 have their "ever locked" bit at 160 + leg in legs[0]'s payee slot
-  /// (bits 160..254); bit 255 (_OVERFLOW_FLAG) says some higher leg has its bit in `overflowMask`.
-  uint256 private constant _INLINE_LEGS = 95;
-  uint256 private constant _INLINE_SHIFT = 160;
-  uint256 private constant _OVERFLOW_FLAG = uint256(1) << 255;
+  /// @dev The head's lowest bit: a decision has been executed, no more locks.
+  uint256 private constant _CLOSED = 1;
 
   /// @dev What KeystoneForwarder passes as metadata: rawReport[45:109] =
   /// workflow_cid(32) | workflow_name(10) | workflow_owner(20) | report_id(2).
   uint256 private constant _METADATA_LENGTH = 64;
+  /// @dev The rawReport bytes before the payload (version .. report_id).
+  uint256 private constant _RAW_HEADER = 109;
 
-  /// @dev Gas given to a token payout inside `onReport`. A token that needs more (or reverts) makes
-  /// the lock owed rather than letting one item starve the whole batch; `claim` then retries with all
-  /// the caller's gas. Before each payout the escrow checks that the cap is really available (with
-  /// the 1/64 that a CALL keeps back), otherwise it reverts the report so that a transmitter's short
-  /// gas limit is a retryable forwarder failure, never a silently owed payout.
+  /// @dev Packed record sizes (see `deliver`): with the terms hash omitted, and with it.
+  uint256 private constant _REC_SHORT = 83;
+  uint256 private constant _REC_LONG = 115;
+
+  /// @dev Gas given to a token payout; see DvPEscrow. A token that needs more (or reverts) makes
+  /// the record owed. Before each payout the escrow checks the cap is really available, otherwise
+  /// it reverts, so a short gas limit is a retryable failure, never a silently owed payout.
   uint256 private constant _PAYOUT_GAS = 150_000;
   uint256 private constant _PAYOUT_GAS_NEEDED = (_PAYOUT_GAS * 64) / 63 + 5_000;
+
+  /// @dev Transient slots (EIP-1153): the payload hash `deliver` is forwarding, "onReport accepted
+  /// it", and the reentrancy guard.
+  uint256 private constant _T_EXPECT = 0x1001;
+  uint256 private constant _T_ACCEPTED = 0x1002;
+  uint256 private constant _T_GUARD = 0x1003;
 
   /// @notice The only caller of `onReport` (the KeystoneForwarder).
   address public immutable forwarder;
@@ -121,8 +123,11 @@ contract DvPEscrow is IReceiver {
   /// @notice Seconds after a lock's deadline before its locker may reclaim it.
   uint64 public immutable grace;
 
-  mapping(bytes32 settlementId => Settlement) private _settlements;
+  mapping(bytes32 settlementId => uint256) private _heads;
+  /// @dev keccak256(settlementId, termsHash) => decision (1 SETTLE, 2 ABORT) awaiting `execute`.
+  mapping(bytes32 key => uint256) private _pending;
 
+  /// @notice A lock record appended (its fields; `recordDigest` names it in later events).
   event Locked(
     bytes32 indexed settlementId,
     uint8 indexed legIndex,
@@ -133,38 +138,77 @@ contract DvPEscrow is IReceiver {
     uint64 deadline,
     bytes32 termsHash
   );
-  event Settled(bytes32 indexed settlementId, uint8 indexed legIndex, address indexed payee, uint256 amount);
-  event Aborted(bytes32 indexed settlementId, uint8 indexed legIndex, address indexed locker, uint256 amount);
-  /// @notice The token refused the payout; `beneficiary` may `claim` it once the token allows it.
+  /// @notice The record with digest `record` was paid to its payee.
+  event Settled(
+    bytes32 indexed settlementId,
+    uint8 indexed legIndex,
+    address indexed payee,
+    uint256 amount,
+    bytes32 record
+  );
+  /// @notice The record with digest `record` was refunded to its locker.
+  event Aborted(
+    bytes32 indexed settlementId,
+    uint8 indexed legIndex,
+    address indexed locker,
+    uint256 amount,
+    bytes32 record
+  );
+  /// @notice The token refused the payout of record `record` (its Locked digest); the record stays
+  /// open with state `state` (SettleOwed or AbortOwed), moved to the end of the list, and
+  /// `beneficiary` may `claim` it once the token allows it.
   event Owed(
-    bytes32 indexed settlementId, uint8 indexed legIndex, address indexed beneficiary, uint256 amount
+    bytes32 indexed settlementId,
+    uint8 indexed legIndex,
+    address indexed beneficiary,
+    uint256 amount,
+    LockState state,
+    bytes32 record
   );
+  /// @notice The owed record `record` (its owed digest) was paid.
   event Claimed(
-    bytes32 indexed settlementId, uint8 indexed legIndex, address indexed beneficiary, uint256 amount
+    bytes32 indexed settlementId,
+    uint8 indexed legIndex,
+    address indexed beneficiary,
+    uint256 amount,
+    bytes32 record
   );
+  /// @notice The locker took back record `record`.
   event Reclaimed(
-    bytes32 indexed settlementId, uint8 indexed legIndex, address indexed locker, uint256 amount
+    bytes32 indexed settlementId,
+    uint8 indexed legIndex,
+    address indexed locker,
+    uint256 amount,
+    bytes32 record
   );
-  /// @notice A report item (or part of it) that did not apply. reason: 1 no lock for the settlement,
-  /// 2 every lock already final, 3 a lock's terms hash differs from the item's (that lock is left
-  /// untouched; emitted also when other locks of the item did apply), 4 decision code not SETTLE/ABORT.
+  /// @notice A report item (or part of it) that did not apply. reason: 1 no open record for the
+  /// settlement, 2 nothing left to execute, 3 a Locked record names other terms (left open), 4 the
+  /// decision code is not SETTLE/ABORT.
   event ItemSkipped(bytes32 indexed settlementId, bytes32 termsHash, uint8 decision, uint8 reason);
+  /// @notice A decision recorded without a matching record list; `execute` finishes it.
+  event DecisionPending(bytes32 indexed settlementId, bytes32 termsHash, uint8 decision);
 
   error ZeroAmount();
   error AmountTooLarge(uint256 amount);
   error DeadlinePassed(uint64 deadline, uint256 blockTimestamp);
-  error LockExists(bytes32 settlementId, uint8 legIndex);
   error PayeeRefused(address token, address payee);
+  error SettlementClosed(bytes32 settlementId);
   error UnauthorizedForwarder(address sender);
   error InvalidWorkflowId(bytes32 received);
   error InvalidWorkflowName(bytes10 received);
   error InvalidWorkflowOwner(address received);
   error MalformedMetadata();
+  error MalformedRecords();
+  error StaleRecords(bytes32 settlementId);
+  error ReportNotAccepted();
+  error NoPendingDecision(bytes32 settlementId, bytes32 termsHash);
+  error DecisionIsPending(bytes32 settlementId, bytes32 termsHash);
   error NotLocker(address caller);
   error ReclaimTooEarly(uint256 availableAt);
   error NotReclaimable(LockState state);
   error NothingOwed(LockState state);
-  /// @notice Not in the shared spec's list: `onReport` was given too little gas to pay out safely.
+  error Reentrant();
+  /// @notice Too little gas left to pay out safely (see `_PAYOUT_GAS`).
   error InsufficientGas(uint256 gasLeft, uint256 needed);
 
   constructor(
@@ -181,6 +225,20 @@ contract DvPEscrow is IReceiver {
     grace = grace_;
   }
 
+  /// @dev One escrow operation at a time: a token called back into the escrow during a payout finds
+  /// it busy (locks check the guard only: they write the head before pulling tokens).
+  modifier guarded() {
+    if (_tload(_T_GUARD) != 0) revert Reentrant();
+    _tstore(_T_GUARD, 1);
+    _;
+    _tstore(_T_GUARD, 0);
+  }
+
+  modifier notInside() {
+    if (_tload(_T_GUARD) != 0) revert Reentrant();
+    _;
+  }
+
   // ------------------------------------------------------------------------------------------------
   // lock
   // ------------------------------------------------------------------------------------------------
@@ -189,9 +247,8 @@ contract DvPEscrow is IReceiver {
   /// consent to pay `payee` if the oracle network decides SETTLE for `termsHash`. Pulls the tokens
   /// with transferFrom (approve first, or use `lockWithPermit`).
   /// @dev Rejections: ZeroAmount; AmountTooLarge (> uint96 max); DeadlinePassed (block.timestamp >
-  /// deadline); LockExists (this (settlementId, legIndex) was locked before, whatever its state);
-  /// PayeeRefused (payee is zero, or the token's `canTransfer(escrow, payee, amount)` says false —
-  /// tokens without `canTransfer` are not asked); the token's own errors from transferFrom.
+  /// deadline); PayeeRefused (payee is zero); SettlementClosed (a decision was executed); the
+  /// token's own errors from transferFrom.
   function lock(
     bytes32 settlementId,
     uint8 legIndex,
@@ -200,14 +257,13 @@ contract DvPEscrow is IReceiver {
     address payee,
     uint64 deadline,
     bytes32 termsHash
-  ) external {
+  ) external notInside {
     _lock(settlementId, legIndex, token, amount, payee, deadline, termsHash);
   }
 
   /// @notice `lock` preceded by an EIP-2612 permit for exactly `amount`, so no approve transaction
-  /// is needed. A permit that fails (e.g. someone front-ran it with the same signature) is ignored:
-  /// if the allowance is there the lock proceeds, otherwise transferFrom reverts.
-  /// @dev Rejections: those of `lock`.
+  /// is needed. A permit that fails (e.g. front-run with the same signature) is ignored: if the
+  /// allowance is there the lock proceeds, otherwise transferFrom reverts.
   function lockWithPermit(
     bytes32 settlementId,
     uint8 legIndex,
@@ -220,9 +276,40 @@ contract DvPEscrow is IReceiver {
     uint8 v,
     bytes32 r,
     bytes32 s
-  ) external {
+  ) external notInside {
     try IERC20Permit(token).permit(msg.sender, address(this), amount, permitDeadline, v, r, s) {} catch {}
     _lock(settlementId, legIndex, token, amount, payee, deadline, termsHash);
+  }
+
+  /// @notice `lockWithPermit` with its arguments packed into words (less calldata); the permit must
+  /// be signed with the lock's deadline as its own.
+  ///   w0     = token | amount << 160
+  ///   packed = payee | deadline << 160 (40 bits) | legIndex << 200 | v << 208
+  function lockWithPermitPacked(
+    bytes32 settlementId,
+    bytes32 termsHash,
+    uint256 w0,
+    uint256 packed,
+    bytes32 r,
+    bytes32 s
+  ) external notInside {
+    address token = address(uint160(w0));
+    uint256 amount = w0 >> 160;
+    uint64 deadline = uint64((packed >> 160) & 0xffffffffff);
+    // permit(owner, spender, value, deadline, v, r, s); a failure is ignored as in lockWithPermit.
+    assembly ("memory-safe") {
+      let m := mload(0x40)
+      mstore(m, shl(224, 0xd505accf))
+      mstore(add(m, 0x04), caller())
+      mstore(add(m, 0x24), address())
+      mstore(add(m, 0x44), amount)
+      mstore(add(m, 0x64), deadline)
+      mstore(add(m, 0x84), and(shr(208, packed), 0xff))
+      mstore(add(m, 0xa4), r)
+      mstore(add(m, 0xc4), s)
+      pop(call(gas(), token, 0, m, 0xe4, 0, 0))
+    }
+    _lock(settlementId, uint8(packed >> 200), token, amount, address(uint160(packed)), deadline, termsHash);
   }
 
   function _lock(
@@ -237,46 +324,29 @@ contract DvPEscrow is IReceiver {
     if (amount == 0) revert ZeroAmount();
     if (amount > type(uint96).max) revert AmountTooLarge(amount);
     if (block.timestamp > deadline) revert DeadlinePassed(deadline, block.timestamp);
-    Settlement storage st = _settlements[settlementId];
-    Lock storage l = st.legs[legIndex];
-    if (l.state != LockState.None) revert LockExists(settlementId, legIndex);
-    if (payee == address(0) || _refuses(token, payee, amount)) revert PayeeRefused(token, payee);
-
-    // Effects before the pull: a token re-entering `lock` finds the lock taken.
-    uint256 payeeWord = uint160(payee);
-    if (legIndex == 0) {
-      // Leg 0's payee slot is also the inline mask: keep the bits of legs locked before it, add its
-      // own, and write the slot once. Its payee bits are zero here (state None: never locked).
-      payeeWord |= _slotAt(l, 2) | (uint256(1) << _INLINE_SHIFT);
-    } else {
-      _markLocked(st, legIndex);
+    if (payee == address(0)) revert PayeeRefused(token, payee);
+    uint256 w0 = uint160(token) | (amount << 160);
+    uint256 w1 = uint160(msg.sender) |
+      (uint256(deadline) << 160) |
+      (uint256(legIndex) << 224) |
+      (uint256(LockState.Locked) << 232);
+    uint256 head = _heads[settlementId];
+    if (head & _CLOSED != 0) revert SettlementClosed(settlementId);
+    // Effects before the pull: a token re-entering `lock` appends after this record.
+    uint256 m = _buffer();
+    assembly ("memory-safe") {
+      mstore(add(m, 0x20), w0)
+      mstore(add(m, 0x40), w1)
+      mstore(add(m, 0x60), and(payee, sub(shl(160, 1), 1)))
+      mstore(add(m, 0x80), termsHash)
     }
-    _store(l, token, amount, msg.sender, deadline, LockState.Locked, payeeWord, termsHash);
+    _heads[settlementId] = _link(head, m);
     emit Locked(settlementId, legIndex, token, msg.sender, payee, amount, deadline, termsHash);
     _pull(token, msg.sender, amount);
   }
 
-  /// @dev Records leg `legIndex` (not 0: leg 0 sets its bit with its own payee write) in the
-  /// settlement's leg mask: its inline bit in legs[0]'s payee slot (payee bits untouched), or for a
-  /// high leg the overflow flag there and its bit in `overflowMask`.
-  function _markLocked(Settlement storage st, uint8 legIndex) private {
-    uint256 bit;
-    if (legIndex < _INLINE_LEGS) {
-      bit = uint256(1) << (_INLINE_SHIFT + legIndex);
-    } else {
-      bit = _OVERFLOW_FLAG;
-      st.overflowMask |= uint256(1) << legIndex;
-    }
-    Lock storage head = st.legs[0];
-    assembly ("memory-safe") {
-      let s := add(head.slot, 2)
-      sstore(s, or(sload(s), bit))
-    }
-  }
-
-  /// @dev transferFrom(from, escrow, amount) that bubbles the token's own revert (so a caller sees
-  /// e.g. ERC20InsufficientAllowance or NotAllowed) and accepts tokens that return nothing, as
-  /// SafeERC20 does, without copying return data to memory.
+  /// @dev transferFrom(from, escrow, amount) that bubbles the token's own revert and accepts tokens
+  /// that return nothing, as SafeERC20 does, without copying return data to memory.
   function _pull(address token, address from, uint256 amount) private {
     bool ok;
     assembly ("memory-safe") {
@@ -298,32 +368,16 @@ contract DvPEscrow is IReceiver {
     if (!ok) revert SafeERC20.SafeERC20FailedOperation(token);
   }
 
-  /// @dev True only when the token answers `canTransfer(escrow, payee, amount)` with false. A token
-  /// without that function (the call reverts or returns nothing) is not asked: its transfer at
-  /// settlement time is the check, and a refusal there makes the lock owed, not lost.
-  function _refuses(address token, address payee, uint256 amount) private view returns (bool refused) {
-    bytes memory data =
-      abi.encodeWithSignature("canTransfer(address,address,uint256)", address(this), payee, amount);
-    assembly ("memory-safe") {
-      // Only the first word of the answer is read, so a huge return cannot cost the caller.
-      let ok := staticcall(gas(), token, add(data, 0x20), mload(data), 0x00, 0x20)
-      refused := and(ok, and(gt(returndatasize(), 0x1f), iszero(mload(0x00))))
-    }
-  }
-
   // ------------------------------------------------------------------------------------------------
-  // report execution
+  // report intake
   // ------------------------------------------------------------------------------------------------
 
-  /// @notice Execute a batch of decisions (IReceiver). `report` is
-  /// abi.encode((bytes32 settlementId, bytes32 termsHash, uint8 decision)[]). SETTLE pays every
-  /// Locked leg of the settlement whose terms hash equals the item's to its payee; ABORT refunds each
-  /// to its locker. An item that does not apply emits ItemSkipped and never reverts the batch.
-  /// @dev Rejections (the whole report; the forwarder records the delivery as failed):
-  /// UnauthorizedForwarder (caller is not the forwarder); MalformedMetadata (not 64 bytes);
-  /// InvalidWorkflowId / InvalidWorkflowOwner / InvalidWorkflowName (metadata names another
-  /// workflow); InsufficientGas (too little gas left for a payout); a payload that is not the
-  /// canonical encoding (empty revert, as abi.decode's).
+  /// @notice IReceiver. Inside `deliver` (the payload is the one being forwarded) it only accepts
+  /// the report. Called any other way, each SETTLE/ABORT item of a settlement with open records is
+  /// recorded pending for `execute`.
+  /// @dev Rejections (the forwarder records the delivery as failed): UnauthorizedForwarder;
+  /// MalformedMetadata; InvalidWorkflowId / InvalidWorkflowOwner / InvalidWorkflowName; a payload
+  /// that is not the canonical abi.encode((bytes32,bytes32,uint8)[]) (empty revert).
   function onReport(bytes calldata metadata, bytes calldata report) external {
     if (msg.sender != forwarder) revert UnauthorizedForwarder(msg.sender);
     if (metadata.length != _METADATA_LENGTH) revert MalformedMetadata();
@@ -333,12 +387,102 @@ contract DvPEscrow is IReceiver {
     if (owner != workflowOwner) revert InvalidWorkflowOwner(owner);
     bytes10 name = bytes10(metadata[32:42]);
     if (name != workflowName) revert InvalidWorkflowName(name);
+    (uint256 base, uint256 n) = _items(report);
+    uint256 expect = _tload(_T_EXPECT);
+    if (expect != 0 && uint256(_hashCalldata(report)) == expect) {
+      _tstore(_T_ACCEPTED, 1);
+      return;
+    }
+    // Not the forwarded payload while an escrow operation runs (a token callback): refuse.
+    if (_tload(_T_GUARD) != 0) revert Reentrant();
+    for (uint256 i; i < n; ) {
+      (bytes32 settlementId, bytes32 termsHash, uint8 decision) = _item(base, i);
+      uint256 head = _heads[settlementId];
+      if (decision != _SETTLE && decision != _ABORT) {
+        emit ItemSkipped(settlementId, termsHash, decision, _SKIP_INVALID_DECISION);
+      } else if (head == 0) {
+        emit ItemSkipped(settlementId, termsHash, decision, _SKIP_UNKNOWN);
+      } else if (head == _CLOSED) {
+        emit ItemSkipped(settlementId, termsHash, decision, _SKIP_FINAL);
+      } else {
+        _recordPending(settlementId, termsHash, decision);
+      }
+      unchecked {
+        ++i;
+      }
+    }
+  }
 
-    // The payload is read in place from calldata rather than copied by abi.decode: it must be the
-    // canonical abi.encode((bytes32,bytes32,uint8)[]) — head offset 0x20, length n, then exactly n
-    // 96-byte items, each decision word a uint8 — or the report reverts (as abi.decode would).
-    uint256 n;
-    uint256 base;
+  /// @notice Transmit a DON report through the KeystoneForwarder and execute it with the
+  /// settlements' records. `records`, for each report item in order: one byte k, then the
+  /// settlement's k open records in list order, each packed without ABI padding as
+  ///   amount(12) token(20) | state(1) leg(1) deadline(8) locker(20) | payee(20) | f(1) [termsHash(32)]
+  /// with f = 1 when the record's terms hash is the item's (then omitted) and f = 0 when it follows.
+  /// @dev Reverts, consuming nothing, if the forwarder did not hand this payload to `onReport` (the
+  /// report was already transmitted, bad signatures, too little gas: ReportNotAccepted or the
+  /// forwarder's own error), or if `records` does not parse (MalformedRecords). An item whose
+  /// records do not match the head is recorded pending, never dropped.
+  function deliver(
+    bytes calldata rawReport,
+    bytes calldata reportContext,
+    bytes[] calldata signatures,
+    bytes calldata records
+  ) external guarded {
+    if (rawReport.length < _RAW_HEADER) revert MalformedMetadata();
+    bytes calldata payload = rawReport[_RAW_HEADER:];
+    _tstore(_T_EXPECT, uint256(_hashCalldata(payload)));
+    IKeystoneForwarderReport(forwarder).report(address(this), rawReport, reportContext, signatures);
+    if (_tload(_T_ACCEPTED) == 0) revert ReportNotAccepted();
+    _tstore(_T_ACCEPTED, 0);
+    _tstore(_T_EXPECT, 0);
+    (uint256 base, uint256 n) = _items(payload);
+    uint256 p;
+    uint256 end;
+    assembly {
+      p := records.offset
+      end := add(p, records.length)
+    }
+    for (uint256 i; i < n; ) {
+      (bytes32 settlementId, bytes32 termsHash, uint8 decision) = _item(base, i);
+      if (p >= end) revert MalformedRecords();
+      uint256 k;
+      assembly {
+        k := byte(0, calldataload(p))
+      }
+      p += 1;
+      uint256 next = _skip(p, end, k);
+      uint256 head = _heads[settlementId];
+      if (decision != _SETTLE && decision != _ABORT) {
+        emit ItemSkipped(settlementId, termsHash, decision, _SKIP_INVALID_DECISION);
+      } else if (head == 0) {
+        emit ItemSkipped(settlementId, termsHash, decision, _SKIP_UNKNOWN);
+      } else if (!_apply(settlementId, termsHash, decision, head, p, k)) {
+        _recordPending(settlementId, termsHash, decision);
+      }
+      p = next;
+      unchecked {
+        ++i;
+      }
+    }
+    if (p != end) revert MalformedRecords();
+  }
+
+  /// @notice Finish a decision recorded pending, with the settlement's open records (packed as in
+  /// `deliver`, without the count byte).
+  /// @dev Rejections: NoPendingDecision; StaleRecords (the records are not the settlement's open
+  /// list); MalformedRecords.
+  function execute(bytes32 settlementId, bytes32 termsHash, bytes calldata records) external guarded {
+    uint256 decision = _pending[_pendingKey(settlementId, termsHash)];
+    if (decision == 0) revert NoPendingDecision(settlementId, termsHash);
+    (uint256 p, uint256 k) = _countAll(records);
+    if (!_apply(settlementId, termsHash, uint8(decision), _heads[settlementId], p, k)) {
+      revert StaleRecords(settlementId);
+    }
+  }
+
+  /// @dev Checks the canonical abi.encode((bytes32,bytes32,uint8)[]) layout (reverts empty, as
+  /// abi.decode would) and returns where the items start and how many there are.
+  function _items(bytes calldata report) private pure returns (uint256 base, uint256 n) {
     assembly ("memory-safe") {
       base := report.offset
       n := calldataload(add(base, 0x20))
@@ -349,131 +493,274 @@ contract DvPEscrow is IReceiver {
         revert(0, 0)
       }
     }
-    for (uint256 i; i < n; ) {
-      bytes32 settlementId;
-      bytes32 termsHash;
-      uint256 decision;
-      assembly ("memory-safe") {
-        let item := add(add(base, 0x40), mul(i, 0x60))
-        settlementId := calldataload(item)
-        termsHash := calldataload(add(item, 0x20))
-        decision := calldataload(add(item, 0x40))
-        if gt(decision, 0xff) {
-          revert(0, 0)
-        }
-      }
-      _applyItem(settlementId, termsHash, uint8(decision));
-      unchecked {
-        ++i;
-      }
-    }
   }
 
-  function _applyItem(bytes32 settlementId, bytes32 termsHash, uint8 decision) private {
-    if (decision != _SETTLE && decision != _ABORT) {
-      emit ItemSkipped(settlementId, termsHash, decision, _SKIP_INVALID_DECISION);
-      return;
-    }
-    Settlement storage st = _settlements[settlementId];
-    // Bits 0..94: legs 0..94; bit 95: the overflow flag (some leg >= 95 was locked). Leg 0's payee
-    // slot, read here, is warm when leg 0 is paid out.
-    uint256 mask = _slotAt(st.legs[0], 2) >> _INLINE_SHIFT;
-    if (mask == 0) {
-      emit ItemSkipped(settlementId, termsHash, decision, _SKIP_UNKNOWN);
-      return;
-    }
-    bool applied;
-    bool mismatch;
-    // Walk the set bits of the mask (skipping empty bytes: a settlement's legs are few).
-    for (uint256 leg; mask != 0; ) {
-      if (mask & 0xff == 0) {
-        mask >>= 8;
-        unchecked {
-          leg += 8;
-        }
-        continue;
-      }
-      // Reaching leg 95 on the inline mask means its only bit left is the overflow flag (a skip of
-      // 8 can never step over it): the overflow mask takes over, its bit for leg 95 now the lowest.
-      if (leg == _INLINE_LEGS) mask = st.overflowMask >> _INLINE_LEGS;
-      if (mask & 1 != 0) {
-        Lock storage l = st.legs[leg];
-        uint256 meta = _slotAt(l, 1); // locker | deadline | state, read once
-        if (meta >> 224 == uint256(LockState.Locked)) {
-          if (bytes32(_slotAt(l, 3)) == termsHash) {
-            _execute(settlementId, uint8(leg), l, meta, termsHash, decision == _SETTLE);
-            applied = true;
-          } else {
-            mismatch = true;
-          }
-        }
-      }
-      mask >>= 1;
-      unchecked {
-        ++leg;
-      }
-    }
-    if (mismatch) emit ItemSkipped(settlementId, termsHash, decision, _SKIP_TERMS_MISMATCH);
-    else if (!applied) emit ItemSkipped(settlementId, termsHash, decision, _SKIP_FINAL);
-  }
-
-  /// @dev Pays a Locked leg out (payee on settle, locker on abort). The final state is written before
-  /// the token call, so a re-entering token finds nothing left to take; if the token refuses, the
-  /// lock is restored as owed.
-  function _execute(
-    bytes32 settlementId,
-    uint8 leg,
-    Lock storage l,
-    uint256 meta,
-    bytes32 termsHash,
-    bool settle
-  ) private {
-    uint256 head = _slotAt(l, 0); // token | amount
-    address token = address(uint160(head));
-    uint256 amount = head >> 160;
-    address to = settle ? _payeeOf(l) : address(uint160(meta));
-
-    _finalize(l, settle ? LockState.Settled : LockState.Aborted);
-    if (_tryTransfer(token, to, amount)) {
-      if (settle) emit Settled(settlementId, leg, to, amount);
-      else emit Aborted(settlementId, leg, to, amount);
-    } else {
-      // Restore what _finalize cleared, now as owed. Slot 2 (payee, and for leg 0 the settlement's
-      // inline mask) was never cleared and is not written here.
-      uint256 owed = uint256(settle ? LockState.SettleOwed : LockState.AbortOwed);
-      assembly ("memory-safe") {
-        let s := l.slot
-        sstore(s, head)
-        sstore(add(s, 1), or(and(meta, not(shl(224, 0xff))), shl(224, owed)))
-        sstore(add(s, 3), termsHash)
-      }
-      emit Owed(settlementId, leg, to, amount);
-    }
-  }
-
-  /// @dev The raw word at slot `offset` of a lock (0 token|amount, 1 locker|deadline|state, 2 payee
-  /// with leg 0's mask bits above it, 3 termsHash): one SLOAD where Solidity would load a packed slot
-  /// once per field.
-  function _slotAt(Lock storage l, uint256 offset) private view returns (uint256 word) {
+  function _item(uint256 base, uint256 i) private pure returns (bytes32 settlementId, bytes32 termsHash, uint8 decision) {
+    uint256 d;
     assembly ("memory-safe") {
-      word := sload(add(l.slot, offset))
+      let item := add(add(base, 0x40), mul(i, 0x60))
+      settlementId := calldataload(item)
+      termsHash := calldataload(add(item, 0x20))
+      d := calldataload(add(item, 0x40))
+      if gt(d, 0xff) {
+        revert(0, 0)
+      }
+    }
+    decision = uint8(d);
+  }
+
+  function _pendingKey(bytes32 settlementId, bytes32 termsHash) private pure returns (bytes32 key) {
+    assembly ("memory-safe") {
+      mstore(0x00, settlementId)
+      mstore(0x20, termsHash)
+      key := keccak256(0x00, 0x40)
     }
   }
 
-  /// @dev A lock's payee: slot 2 masked to 160 bits (leg 0's upper bits are the settlement's mask).
-  function _payeeOf(Lock storage l) private view returns (address) {
-    return address(uint160(_slotAt(l, 2)));
+  function _recordPending(bytes32 settlementId, bytes32 termsHash, uint8 decision) private {
+    bytes32 key = _pendingKey(settlementId, termsHash);
+    if (_pending[key] == 0) {
+      _pending[key] = decision;
+      emit DecisionPending(settlementId, termsHash, decision);
+    }
   }
 
-  /// @dev ERC-20 transfer that reports failure instead of reverting (reverts, returns false, or
-  /// runs out of its gas cap), for the report path where one refusal must not revert the batch.
+  // ------------------------------------------------------------------------------------------------
+  // records
+  // ------------------------------------------------------------------------------------------------
+
+  /// @dev A record buffer in memory laid out as the chain link's preimage: [h, w0, w1, w2, w3]
+  /// (h is written by `_link`), so reading, linking and digesting need no copies.
+  function _buffer() private pure returns (uint256 m) {
+    assembly ("memory-safe") {
+      m := mload(0x40)
+      mstore(0x40, add(m, 0xa0))
+    }
+  }
+
+  /// @dev Reads the packed record at `p` into buffer `m` (`itemTerms` stands in for an omitted
+  /// terms hash) and returns where the next record starts.
+  function _read(uint256 m, uint256 p, bytes32 itemTerms) private pure returns (uint256 next) {
+    assembly ("memory-safe") {
+      mstore(add(m, 0x20), calldataload(p))
+      mstore(add(m, 0x40), shr(16, calldataload(add(p, 32))))
+      mstore(add(m, 0x60), shr(96, calldataload(add(p, 62))))
+      switch byte(0, calldataload(add(p, 82)))
+      case 1 {
+        mstore(add(m, 0x80), itemTerms)
+        next := add(p, 83)
+      }
+      case 0 {
+        mstore(add(m, 0x80), calldataload(add(p, 83)))
+        next := add(p, 115)
+      }
+      default {
+        revert(0, 0)
+      }
+    }
+  }
+
+  /// @dev Word `i` (0..3) of the record in buffer `m`.
+  function _w(uint256 m, uint256 i) private pure returns (uint256 v) {
+    assembly ("memory-safe") {
+      v := mload(add(m, mul(add(i, 1), 0x20)))
+    }
+  }
+
+  /// @dev Where `k` packed records starting at `p` end (MalformedRecords past `end`).
+  function _skip(uint256 p, uint256 end, uint256 k) private pure returns (uint256) {
+    for (uint256 j; j < k; ) {
+      uint256 f;
+      assembly {
+        f := byte(0, calldataload(add(p, 82)))
+      }
+      p += f == 1 ? _REC_SHORT : _REC_LONG;
+      unchecked {
+        ++j;
+      }
+    }
+    if (p > end) revert MalformedRecords();
+    return p;
+  }
+
+  /// @dev Offset and count of the packed records filling `records` exactly.
+  function _countAll(bytes calldata records) private pure returns (uint256 p0, uint256 k) {
+    uint256 end;
+    assembly {
+      p0 := records.offset
+      end := add(p0, records.length)
+    }
+    uint256 p = p0;
+    while (p < end) {
+      uint256 f;
+      assembly {
+        f := byte(0, calldataload(add(p, 82)))
+      }
+      p += f == 1 ? _REC_SHORT : _REC_LONG;
+      unchecked {
+        ++k;
+      }
+    }
+    if (p != end) revert MalformedRecords();
+  }
+
+  /// @dev The chain extended by the record in buffer `m` (lowest bit cleared: the head's closed
+  /// flag lives there).
+  function _link(uint256 h, uint256 m) private pure returns (uint256 r) {
+    assembly ("memory-safe") {
+      mstore(m, and(h, not(1)))
+      r := and(keccak256(m, 0xa0), not(1))
+    }
+  }
+
+  /// @dev The digest the events name the record in buffer `m` by: keccak256(w0, w1, w2, w3).
+  function _digest(uint256 m) private pure returns (bytes32 d) {
+    assembly ("memory-safe") {
+      d := keccak256(add(m, 0x20), 0x80)
+    }
+  }
+
+  function _hashCalldata(bytes calldata data) private pure returns (bytes32 h) {
+    assembly ("memory-safe") {
+      let m := mload(0x40)
+      calldatacopy(m, data.offset, data.length)
+      h := keccak256(m, data.length)
+    }
+  }
+
+  /// @dev What an item does to the record in buffer `m`: 0 keep it open, 1 pay the payee, 2 refund
+  /// the locker. `seen` has bit `leg` set once that leg's record was paid under SETTLE (later
+  /// records of the leg are refunded).
+  function _action(
+    uint256 m,
+    bytes32 termsHash,
+    bool settle,
+    uint256 seen
+  ) private pure returns (uint256 action, uint256) {
+    uint256 w1 = _w(m, 1);
+    if (w1 >> 232 != uint256(LockState.Locked) || bytes32(_w(m, 3)) != termsHash) return (0, seen);
+    if (!settle) return (2, seen);
+    uint256 bit = uint256(1) << ((w1 >> 224) & 0xff);
+    if (seen & bit != 0) return (2, seen);
+    return (1, seen | bit);
+  }
+
+  /// @dev Executes `decision` for `termsHash` over the k records at `p` if they hash to `head`;
+  /// returns false (nothing done) if they do not. The new head (the records left open, then the
+  /// refused payouts appended as owed; closed) is written before any token call.
+  function _apply(
+    bytes32 settlementId,
+    bytes32 termsHash,
+    uint8 decision,
+    uint256 head,
+    uint256 p,
+    uint256 k
+  ) private returns (bool) {
+    bool settle = decision == _SETTLE;
+    uint256 m = _buffer();
+    uint256 hKeep;
+    uint256 scan;
+    {
+      uint256 hAll;
+      (hAll, hKeep, scan) = _scan(m, termsHash, settle, p, k);
+      if (hAll != head & ~_CLOSED) return false;
+    }
+    if (scan >> 1 != 0) {
+      _heads[settlementId] = hKeep | _CLOSED;
+      _executeAll(m, settlementId, termsHash, settle, hKeep, p, k);
+    }
+    if (scan & 1 != 0) emit ItemSkipped(settlementId, termsHash, decision, _SKIP_TERMS_MISMATCH);
+    else if (scan >> 1 == 0) emit ItemSkipped(settlementId, termsHash, decision, _SKIP_FINAL);
+    return true;
+  }
+
+  /// @dev Pass 1 over the k records at `p`: the chain over all of them, the chain over those the
+  /// item leaves open, and `scan` = (records executed) << 1 | (a Locked record names other terms).
+  function _scan(
+    uint256 m,
+    bytes32 termsHash,
+    bool settle,
+    uint256 p,
+    uint256 k
+  ) private pure returns (uint256 hAll, uint256 hKeep, uint256 scan) {
+    uint256 seen;
+    for (uint256 j; j < k; ) {
+      p = _read(m, p, termsHash);
+      hAll = _link(hAll, m);
+      uint256 action;
+      (action, seen) = _action(m, termsHash, settle, seen);
+      if (action != 0) {
+        scan += 2;
+      } else {
+        if (_w(m, 1) >> 232 == uint256(LockState.Locked)) scan |= 1;
+        hKeep = _link(hKeep, m);
+      }
+      unchecked {
+        ++j;
+      }
+    }
+  }
+
+  /// @dev Pass 2: pays or refunds each record the item acts on. A refused payout appends the
+  /// record, now owed, to `hKeep` (the head already written), and the head is rewritten once.
+  function _executeAll(
+    uint256 m,
+    bytes32 settlementId,
+    bytes32 termsHash,
+    bool settle,
+    uint256 hKeep,
+    uint256 p,
+    uint256 k
+  ) private {
+    uint256 seen;
+    bool anyOwed;
+    for (uint256 j; j < k; ) {
+      p = _read(m, p, termsHash);
+      uint256 action;
+      (action, seen) = _action(m, termsHash, settle, seen);
+      if (action != 0 && !_payout(m, settlementId, action)) {
+        hKeep = _link(hKeep, m); // the record, now owed (`_payout` rewrote its state)
+        anyOwed = true;
+      }
+      unchecked {
+        ++j;
+      }
+    }
+    if (anyOwed) _heads[settlementId] = hKeep | _CLOSED;
+  }
+
+  /// @dev Pays the record in buffer `m` to its payee (action 1) or refunds its locker (action 2).
+  /// If the token refuses, sets the record's state to owed in the buffer and returns false.
+  function _payout(uint256 m, bytes32 settlementId, uint256 action) private returns (bool) {
+    bytes32 record = _digest(m);
+    uint256 w0 = _w(m, 0);
+    uint256 w1 = _w(m, 1);
+    address to = action == 1 ? address(uint160(_w(m, 2))) : address(uint160(w1));
+    if (_tryTransfer(address(uint160(w0)), to, w0 >> 160)) {
+      if (action == 1) emit Settled(settlementId, uint8(w1 >> 224), to, w0 >> 160, record);
+      else emit Aborted(settlementId, uint8(w1 >> 224), to, w0 >> 160, record);
+      return true;
+    }
+    LockState state = action == 1 ? LockState.SettleOwed : LockState.AbortOwed;
+    w1 = (w1 & ~(uint256(0xff) << 232)) | (uint256(state) << 232);
+    assembly ("memory-safe") {
+      mstore(add(m, 0x40), w1)
+    }
+    emit Owed(settlementId, uint8(w1 >> 224), to, w0 >> 160, state, record);
+    return false;
+  }
+
+  /// @dev ERC-20 transfer that reports failure instead of reverting (reverts, returns false, or runs
+  /// out of its gas cap), so that one refusal cannot revert a batch.
   function _tryTransfer(address token, address to, uint256 amount) private returns (bool ok) {
     uint256 left = gasleft();
     if (left < _PAYOUT_GAS_NEEDED) revert InsufficientGas(left, _PAYOUT_GAS_NEEDED);
-    bytes memory data = abi.encodeCall(IERC20.transfer, (to, amount));
     assembly ("memory-safe") {
-      ok := call(_PAYOUT_GAS, token, 0, add(data, 0x20), mload(data), 0x00, 0x20)
-      // Success: the call returned `true`, or returned nothing from a contract (USDT-style tokens).
+      let m := mload(0x40)
+      mstore(m, shl(224, 0xa9059cbb)) // transfer(address,uint256)
+      mstore(add(m, 0x04), and(to, sub(shl(160, 1), 1)))
+      mstore(add(m, 0x24), amount)
+      ok := call(_PAYOUT_GAS, token, 0, m, 0x44, 0x00, 0x20)
       ok := and(
         ok,
         or(
@@ -484,105 +771,130 @@ contract DvPEscrow is IReceiver {
     }
   }
 
-  /// @dev Writes all four slots of a lock at once (one SSTORE per slot; Solidity's field-by-field
-  /// struct assignment re-reads and re-writes the packed slots). `payeeWord` is slot 2 as a whole:
-  /// the payee, and for leg 0 the mask bits the caller has already merged in.
-  function _store(
-    Lock storage l,
-    address token,
-    uint256 amount,
-    address locker,
-    uint64 deadline,
-    LockState state,
-    uint256 payeeWord,
-    bytes32 termsHash
-  ) private {
-    assembly ("memory-safe") {
-      let addrMask := sub(shl(160, 1), 1)
-      let s := l.slot
-      sstore(s, or(and(token, addrMask), shl(160, and(amount, sub(shl(96, 1), 1)))))
-      let deadlineBits := shl(160, and(deadline, 0xffffffffffffffff))
-      sstore(add(s, 1), or(and(locker, addrMask), or(deadlineBits, shl(224, state))))
-      sstore(add(s, 2), payeeWord)
-      sstore(add(s, 3), termsHash)
+  /// @dev Finds record `index` of `records` (packed, terms hash always included), checks the whole
+  /// list against the head, and returns the record in a buffer with the new head: the list without
+  /// it, closed flag kept.
+  function _take(
+    bytes32 settlementId,
+    bytes calldata records,
+    uint256 index
+  ) private view returns (uint256 taken, uint256 newHead) {
+    (uint256 p, uint256 k) = _countAll(records);
+    if (index >= k) revert MalformedRecords();
+    uint256 m = _buffer();
+    taken = _buffer();
+    uint256 hAll;
+    for (uint256 j; j < k; ) {
+      p = _read(j == index ? taken : m, p, bytes32(0));
+      if (j == index) {
+        hAll = _link(hAll, taken);
+      } else {
+        hAll = _link(hAll, m);
+        newHead = _link(newHead, m);
+      }
+      unchecked {
+        ++j;
+      }
     }
-  }
-
-  /// @dev A final lock keeps its state byte (so it can never be locked or paid again) and frees
-  /// what no one will read again, for the gas refund. Measured: clearing token|amount and termsHash
-  /// (two slots already read) is the cheapest choice at batch 100, where the refund cap (1/5 of the
-  /// gas used) binds; clearing the payee slot too costs more than it returns. The payee slot must
-  /// stay anyway: leg 0's carries the settlement's leg mask, which later items still walk.
-  function _finalize(Lock storage l, LockState finalState) private {
-    assembly ("memory-safe") {
-      let s := l.slot
-      sstore(add(s, 1), shl(224, finalState))
-      sstore(s, 0)
-      sstore(add(s, 3), 0)
-    }
+    uint256 head = _heads[settlementId];
+    if (hAll != head & ~_CLOSED) revert StaleRecords(settlementId);
+    newHead |= head & _CLOSED;
   }
 
   // ------------------------------------------------------------------------------------------------
   // claim / reclaim
   // ------------------------------------------------------------------------------------------------
 
-  /// @notice Pay an owed lock to its beneficiary (the payee if SettleOwed, the locker if AbortOwed).
-  /// Anyone may call it; the tokens only ever go to the beneficiary.
-  /// @dev Rejections: NothingOwed (state is not SettleOwed/AbortOwed); the token's own error while it
-  /// still refuses the transfer (e.g. FundToken's NotAllowed) — the lock then stays owed.
-  function claim(bytes32 settlementId, uint8 legIndex) external {
-    Lock storage l = _settlements[settlementId].legs[legIndex];
-    LockState state = l.state;
+  /// @notice Pay owed record `index` of the settlement's open `records` (packed as in `deliver`,
+  /// terms hash always included) to its beneficiary: the payee if SettleOwed, the locker if
+  /// AbortOwed. Anyone may call it; the tokens only ever go to the beneficiary.
+  /// @dev Rejections: StaleRecords; MalformedRecords; NothingOwed; the token's own error while it
+  /// still refuses the transfer (the record then stays owed).
+  function claim(bytes32 settlementId, bytes calldata records, uint256 index) external guarded {
+    (uint256 m, uint256 newHead) = _take(settlementId, records, index);
+    uint256 w0 = _w(m, 0);
+    uint256 w1 = _w(m, 1);
+    LockState state = LockState(uint8(w1 >> 232));
     address to;
-    LockState finalState;
-    if (state == LockState.SettleOwed) {
-      to = _payeeOf(l);
-      finalState = LockState.Settled;
-    } else if (state == LockState.AbortOwed) {
-      to = l.locker;
-      finalState = LockState.Aborted;
-    } else {
-      revert NothingOwed(state);
-    }
-    address token = l.token;
-    uint96 amount = l.amount;
-    _finalize(l, finalState);
-    emit Claimed(settlementId, legIndex, to, amount);
-    IERC20(token).safeTransfer(to, amount);
+    if (state == LockState.SettleOwed) to = address(uint160(_w(m, 2)));
+    else if (state == LockState.AbortOwed) to = address(uint160(w1));
+    else revert NothingOwed(state);
+    _heads[settlementId] = newHead;
+    emit Claimed(settlementId, uint8(w1 >> 224), to, w0 >> 160, _digest(m));
+    IERC20(address(uint160(w0))).safeTransfer(to, w0 >> 160);
   }
 
-  /// @notice The locker takes back a lock that no report executed, once block.timestamp >
-  /// deadline + grace (the escape hatch if the oracle network never delivers).
-  /// @dev Rejections: NotReclaimable (state is not Locked); NotLocker (caller is not the locker);
-  /// ReclaimTooEarly(availableAt) where availableAt = deadline + grace + 1 is the first timestamp at
-  /// which reclaim succeeds; the token's own error if it refuses the refund (the lock stays Locked).
-  function reclaim(bytes32 settlementId, uint8 legIndex) external {
-    Lock storage l = _settlements[settlementId].legs[legIndex];
-    LockState state = l.state;
+  /// @notice The locker takes back Locked record `index` of the settlement's open `records` once
+  /// block.timestamp > deadline + grace, unless a decision under its terms is pending.
+  /// @dev Rejections: StaleRecords; MalformedRecords; NotReclaimable (not Locked); NotLocker;
+  /// ReclaimTooEarly(availableAt); DecisionIsPending (call `execute`); the token's own error.
+  function reclaim(bytes32 settlementId, bytes calldata records, uint256 index) external guarded {
+    (uint256 m, uint256 newHead) = _take(settlementId, records, index);
+    uint256 w0 = _w(m, 0);
+    uint256 w1 = _w(m, 1);
+    LockState state = LockState(uint8(w1 >> 232));
     if (state != LockState.Locked) revert NotReclaimable(state);
-    address locker = l.locker;
+    address locker = address(uint160(w1));
     if (msg.sender != locker) revert NotLocker(msg.sender);
-    uint256 availableAt = uint256(l.deadline) + grace + 1;
+    uint256 availableAt = uint256(uint64(w1 >> 160)) + grace + 1;
     if (block.timestamp < availableAt) revert ReclaimTooEarly(availableAt);
-    address token = l.token;
-    uint96 amount = l.amount;
-    _finalize(l, LockState.Reclaimed);
-    emit Reclaimed(settlementId, legIndex, locker, amount);
-    IERC20(token).safeTransfer(locker, amount);
+    bytes32 terms = bytes32(_w(m, 3));
+    if (_pending[_pendingKey(settlementId, terms)] != 0) revert DecisionIsPending(settlementId, terms);
+    _heads[settlementId] = newHead;
+    emit Reclaimed(settlementId, uint8(w1 >> 224), locker, w0 >> 160, _digest(m));
+    IERC20(address(uint160(w0))).safeTransfer(locker, w0 >> 160);
   }
 
   // ------------------------------------------------------------------------------------------------
   // views
   // ------------------------------------------------------------------------------------------------
 
-  /// @notice A lock's fields and state (state None: never locked).
-  function getLock(bytes32 settlementId, uint8 legIndex) external view returns (LockView memory) {
-    Lock storage l = _settlements[settlementId].legs[legIndex];
-    return LockView(l.token, l.amount, l.locker, l.deadline, l.state, _payeeOf(l), l.termsHash);
+  /// @notice The settlement's head: 0 if it has no open record and is not closed; otherwise the
+  /// chain over its open records with the lowest bit set once a decision was executed.
+  function settlementHead(bytes32 settlementId) external view returns (uint256) {
+    return _heads[settlementId];
+  }
+
+  /// @notice True iff `records` (packed, terms hash always included) is exactly the settlement's
+  /// open record list.
+  function recordsMatch(bytes32 settlementId, bytes calldata records) external view returns (bool) {
+    (uint256 p, uint256 k) = _countAll(records);
+    uint256 m = _buffer();
+    uint256 h;
+    for (uint256 j; j < k; ) {
+      p = _read(m, p, bytes32(0));
+      h = _link(h, m);
+      unchecked {
+        ++j;
+      }
+    }
+    return h == _heads[settlementId] & ~_CLOSED;
+  }
+
+  /// @notice The digest the events name a record by: keccak256(w0, w1, w2, w3).
+  function recordDigest(uint256 w0, uint256 w1, address payee, bytes32 termsHash) external pure returns (bytes32) {
+    return keccak256(abi.encode(w0, w1, payee, termsHash));
+  }
+
+  /// @notice The decision recorded pending for (settlementId, termsHash): 0 none, 1 SETTLE, 2 ABORT.
+  function pendingDecision(bytes32 settlementId, bytes32 termsHash) external view returns (uint8) {
+    return uint8(_pending[_pendingKey(settlementId, termsHash)]);
   }
 
   /// @notice ERC-165: IReceiver (so the forwarder routes reports here) and IERC165.
   function supportsInterface(bytes4 interfaceId) external pure override returns (bool) {
     return interfaceId == type(IReceiver).interfaceId || interfaceId == type(IERC165).interfaceId;
+  }
+
+  function _tload(uint256 slot) private view returns (uint256 v) {
+    assembly ("memory-safe") {
+      v := tload(slot)
+    }
+  }
+
+  function _tstore(uint256 slot, uint256 v) private {
+    assembly ("memory-safe") {
+      tstore(slot, v)
+    }
   }
 }

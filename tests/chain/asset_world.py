@@ -14,7 +14,7 @@ from eth_account import Account
 from eth_utils.crypto import keccak
 
 from crossdvp.chain.client import EvmClient, Sender, TxReceipt
-from crossdvp.chain.contracts import LockView, ReportProcessedEvent
+from crossdvp.chain.contracts import LockRecord, LockView, ReportProcessedEvent
 from crossdvp.chain.deploy import AssetNetwork, BoundAssetNetwork, deploy_asset_network
 from crossdvp.settlement import (
     Decision,
@@ -27,6 +27,8 @@ from crossdvp.settlement import (
     report_context,
     sign_report,
 )
+from crossdvp.settlement.errors import SettlementError
+from crossdvp.settlement.report import REPORT_METADATA_LENGTH, decode_payload
 
 DON_KEYS: tuple[bytes, ...] = tuple(keccak(text=f"crossdvp contract tests: DON key {i}") for i in range(4))
 OUTSIDER_KEY = keccak(text="crossdvp contract tests: not a DON key")
@@ -126,13 +128,35 @@ class World:
     def deliver_raw(
         self, raw: bytes, *, keys: Sequence[bytes] = DON_KEYS[:2], don: DonConfig = DON, gas: int = REPORT_GAS
     ) -> TxReceipt:
+        """Deliver through `escrow.deliver`, with each item's open records read back from the chain."""
+        context = report_context(don)
+        signatures = [sign_report(raw, context, key) for key in keys]
+        records = [(i.terms_hash, self.open_records(i.settlement_id)) for i in _items(raw)]
+        return self.net.escrow.deliver(self.admin, raw, context, signatures, records, gas=gas)
+
+    def forward_raw(
+        self, raw: bytes, *, keys: Sequence[bytes] = DON_KEYS[:2], don: DonConfig = DON, gas: int = REPORT_GAS
+    ) -> TxReceipt:
+        """Send the report straight to the forwarder, as anyone holding it may (the escrow then
+        records its decisions pending)."""
         context = report_context(don)
         signatures = [sign_report(raw, context, key) for key in keys]
         return self.net.forwarder.report(self.admin, self.escrow, raw, context, signatures, gas=gas)
 
+    def open_records(self, settlement_id: bytes) -> list[LockRecord]:
+        return self.net.escrow.open_records(settlement_id, self.addresses.deployed_at_block)
+
     def processed(self, receipt: TxReceipt) -> ReportProcessedEvent:
         (event,) = self.net.forwarder.report_processed_in(receipt)
         return event
+
+
+def _items(raw: bytes) -> tuple[ReportItem, ...]:
+    """The items of a report, or none if its payload does not decode (a test's malformed report)."""
+    try:
+        return decode_payload(raw[REPORT_METADATA_LENGTH:])
+    except SettlementError:
+        return ()
 
 
 def item(terms: Terms, decision: Decision) -> ReportItem:

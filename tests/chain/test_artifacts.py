@@ -77,11 +77,16 @@ def test_escrow_abi_is_the_one_the_spec_fixes() -> None:
             "bytes32",
         )
     ]
+    assert functions["lockWithPermitPacked"] == [
+        ("bytes32", "bytes32", "uint256", "uint256", "bytes32", "bytes32")
+    ]
     assert functions["onReport"] == [("bytes", "bytes")]
-    assert functions["claim"] == [("bytes32", "uint8")]
-    assert functions["reclaim"] == [("bytes32", "uint8")]
-    assert functions["getLock"] == [("bytes32", "uint8")]
-    for view in ("forwarder", "workflowOwner", "workflowName", "workflowId", "grace", "supportsInterface"):
+    assert functions["deliver"] == [("bytes", "bytes", "bytes[]", "bytes")]
+    assert functions["execute"] == [("bytes32", "bytes32", "bytes")]
+    assert functions["claim"] == [("bytes32", "bytes", "uint256")]
+    assert functions["reclaim"] == [("bytes32", "bytes", "uint256")]
+    views = ("forwarder", "workflowOwner", "workflowName", "workflowId", "grace", "supportsInterface")
+    for view in (*views, "settlementHead", "recordsMatch", "recordDigest", "pendingDecision"):
         assert view in functions, view
     events = {name: tuple((p.type, p.indexed) for p in e.inputs) for name, e in abi.events.items()}
     assert events["Locked"] == (
@@ -94,11 +99,23 @@ def test_escrow_abi_is_the_one_the_spec_fixes() -> None:
         ("uint64", False),
         ("bytes32", False),
     )
-    for name, party in (("Settled", "payee"), ("Aborted", "locker"), ("Owed", "beneficiary")):
-        assert events[name] == (("bytes32", True), ("uint8", True), ("address", True), ("uint256", False)), (
-            name,
-            party,
-        )
+    for name in ("Settled", "Aborted", "Claimed", "Reclaimed"):
+        assert events[name] == (
+            ("bytes32", True),
+            ("uint8", True),
+            ("address", True),
+            ("uint256", False),
+            ("bytes32", False),
+        ), name
+    assert events["Owed"] == (
+        ("bytes32", True),
+        ("uint8", True),
+        ("address", True),
+        ("uint256", False),
+        ("uint8", False),
+        ("bytes32", False),
+    )
+    assert events["DecisionPending"] == (("bytes32", True), ("bytes32", False), ("uint8", False))
     assert events["ItemSkipped"] == (
         ("bytes32", True),
         ("bytes32", False),
@@ -110,7 +127,7 @@ def test_escrow_abi_is_the_one_the_spec_fixes() -> None:
         "ZeroAmount",
         "AmountTooLarge",
         "DeadlinePassed",
-        "LockExists",
+        "SettlementClosed",
         "PayeeRefused",
         "UnauthorizedForwarder",
         "InvalidWorkflowId",
@@ -121,4 +138,9 @@ def test_escrow_abi_is_the_one_the_spec_fixes() -> None:
         "ReclaimTooEarly",
         "NotReclaimable",
         "NothingOwed",
+        "StaleRecords",
+        "MalformedRecords",
+        "ReportNotAccepted",
+        "NoPendingDecision",
+        "DecisionIsPending",
     } <= errors

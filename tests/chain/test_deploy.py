@@ -57,7 +57,8 @@ def _deliver(
     raw = build_report(items, timestamp_s=timestamp_s, don=DON, workflow=WORKFLOW)
     context = report_context(DON)
     signatures = [sign_report(raw, context, key) for key in SIGNER_KEYS[: DON.f + 1]]
-    receipt = bound.forwarder.report(sender, bound.escrow.address, raw, context, signatures)
+    records = [(i.terms_hash, bound.escrow.open_records(i.settlement_id, 0)) for i in items]
+    receipt = bound.escrow.deliver(sender, raw, context, signatures, records)
     (processed,) = bound.forwarder.report_processed_in(receipt)
     return raw, processed.result
 
@@ -179,7 +180,7 @@ def test_lock_then_a_signed_settle_report_pays_every_payee(
     execution_id = raw[1:33]
     info = bound.forwarder.transmission_info(deployed.escrow, execution_id, WORKFLOW.report_id)
     assert info.state == TransmissionState.SUCCEEDED
-    assert info.transmitter == relayer.address
+    assert info.transmitter == deployed.escrow  # deliver calls the forwarder: the escrow transmits
     # The same report again: the forwarder refuses the replay.
     with pytest.raises(ContractRevert) as caught:
         _deliver(bound, relayer, items, timestamp_s=deadline - 1)
@@ -205,13 +206,9 @@ def test_report_gas_covers_the_receiver_of_a_large_batch(
     raw = build_report(items, timestamp_s=deadline - 1, don=DON, workflow=WORKFLOW)
     context = report_context(DON)
     signatures = [sign_report(raw, context, key) for key in SIGNER_KEYS[: DON.f + 1]]
-    # The forwarder succeeds even when the receiver runs out of gas, so a plain estimate is too low...
-    plain = evm.estimate_gas(
-        bound.forwarder.call_data("report", deployed.escrow, raw, context, signatures), sender=relayer.address
-    )
-    receipt = bound.forwarder.report(relayer, deployed.escrow, raw, context, signatures)
-    assert plain < receipt.gas_used
-    # ...and the binding's estimate, which includes the receiver's own, lets every item apply.
+    # deliver reverts unless every payout is affordable, so its own estimate lets every item apply.
+    records = [(i.terms_hash, bound.escrow.open_records(i.settlement_id, 0)) for i in items]
+    receipt = bound.escrow.deliver(relayer, raw, context, signatures, records)
     (processed,) = bound.forwarder.report_processed_in(receipt)
     assert processed.result is True
     assert bound.token.balance_of(buyer.address) == 20 * SHARES
@@ -244,17 +241,19 @@ def test_permit_lock_abort_and_reclaim_events_decode(
     raw = build_report([abort], timestamp_s=deadline, don=DON, workflow=WORKFLOW)
     context = report_context(DON)
     signatures = [sign_report(raw, context, key) for key in SIGNER_KEYS[:2]]
-    receipt = bound.forwarder.report(buyer, deployed.escrow, raw, context, signatures)
+    records = bound.escrow.open_records(aborted_id, 0)
+    receipt = bound.escrow.deliver(buyer, raw, context, signatures, [(terms_hash, records)])
     (aborted,) = bound.escrow.events_in(receipt)
     assert isinstance(aborted, AbortedEvent)
     assert (aborted.settlement_id, aborted.locker, aborted.amount) == (aborted_id, seller.address, SHARES)
 
+    open_records = bound.escrow.open_records(reclaimed_id, 0)
     with pytest.raises(ContractRevert) as caught:
-        bound.escrow.reclaim(seller, reclaimed_id, 0)
+        bound.escrow.reclaim(seller, reclaimed_id, open_records, 0)
     assert caught.value.error_name == "ReclaimTooEarly"
     assert caught.value.named_args == {"availableAt": deadline + GRACE_S + 1}
     evm.set_next_block_timestamp(deadline + GRACE_S + 1)
-    (reclaimed,) = bound.escrow.events_in(bound.escrow.reclaim(seller, reclaimed_id, 0))
+    (reclaimed,) = bound.escrow.events_in(bound.escrow.reclaim(seller, reclaimed_id, open_records, 0))
     assert isinstance(reclaimed, ReclaimedEvent)
     assert bound.escrow.get_lock(reclaimed_id, 0).state == LockState.RECLAIMED
     assert bound.token.balance_of(seller.address) == 2 * SHARES

@@ -26,8 +26,6 @@ from crossdvp.settlement import (
     Terms,
     WorkflowIdentity,
     build_report,
-    report_context,
-    sign_report,
 )
 from crossdvp.settlement.report import FORWARDER_METADATA_LENGTH, REPORT_METADATA_LENGTH
 from tests.chain.asset_world import (
@@ -64,9 +62,8 @@ def _settle_report(terms: Terms, don: DonConfig = DON) -> bytes:
 
 
 def _report(world: World, raw: bytes, keys: list[bytes], don: DonConfig = DON) -> None:
-    context = report_context(don)
-    signatures = [sign_report(raw, context, key) for key in keys]
-    world.net.forwarder.report(world.admin, world.escrow, raw, context, signatures, gas=REPORT_GAS)
+    """Deliver through the escrow (its deliver calls the forwarder, whose refusals revert it)."""
+    world.deliver_raw(raw, keys=keys, don=don, gas=REPORT_GAS)
 
 
 @pytest.mark.parametrize(
@@ -144,7 +141,12 @@ def test_a_report_from_another_workflow_is_recorded_as_failed_and_moves_nothing(
     other = WorkflowIdentity(**fields)  # type: ignore[arg-type]
     raw = build_report([item(terms, Decision.SETTLE)], timestamp_s=1, don=DON, workflow=other)
     before = world.holdings()
-    receipt = world.deliver_raw(raw)
+    # Through the escrow's deliver: refused, nothing consumed.
+    with pytest.raises(ContractRevert) as refused:
+        world.deliver_raw(raw)
+    assert refused.value.error_name == "ReportNotAccepted"
+    # Straight to the forwarder, as anyone may send it: the forwarder records the failure.
+    receipt = world.forward_raw(raw)
     event = world.processed(receipt)
     assert event.result is False
     assert world.holdings() == before

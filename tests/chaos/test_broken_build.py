@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from crossdvp.chain.client import Sender
 from crossdvp.chaos.evidence import read_snapshot
 from crossdvp.chaos.invariants import InvariantReport, ViolationKind, check_invariants
 from crossdvp.chaos.workload import TradeKind, TradePlan, build_terms, lock_shares, place_hold
-from crossdvp.chaos.world import Party, World
+from crossdvp.chaos.world import Party, SignedReport, World
 from crossdvp.devnet import DevnetOptions, devnet_down, devnet_up
 from crossdvp.settlement.report import ReportItem
 from crossdvp.settlement.terms import Decision, Terms
@@ -54,6 +55,13 @@ def _locked_trade(world: World, rng: random.Random, seller: Party, buyer: Party)
     return terms
 
 
+def _deliver_to_chain(world: World, transmitter: Sender, report: SignedReport, terms: Terms) -> None:
+    """Deliver a one-item report through the escrow, with the settlement's records from the chain."""
+    escrow = world.contracts.escrow
+    records = escrow.open_records(terms.settlement_id, world.asset.deployed_at_block)
+    escrow.deliver(transmitter, report.raw, report.context, report.signatures, [(terms.terms_hash, records)])
+
+
 def _check(world: World, terms: list[Terms]) -> InvariantReport:
     snapshot = read_snapshot(
         evm=world.evm,
@@ -83,9 +91,7 @@ def test_an_equivocating_don_is_caught_and_an_honest_delivery_is_not(world: Worl
         timestamp_s=now,
         signer_indices=quorum,
     )
-    world.contracts.forwarder.report(
-        transmitter, world.asset.escrow, settle_both.raw, settle_both.context, settle_both.signatures
-    )
+    _deliver_to_chain(world, transmitter, settle_both, honest)
     world.ledger.post_report(settle_both.raw, settle_both.context, settle_both.signatures)
     report = _check(world, [honest])
     assert report.violations == (), [str(v) for v in report.violations]
@@ -102,9 +108,7 @@ def test_an_equivocating_don_is_caught_and_an_honest_delivery_is_not(world: Worl
         timestamp_s=now,
         signer_indices=quorum,
     )
-    world.contracts.forwarder.report(
-        transmitter, world.asset.escrow, settle.raw, settle.context, settle.signatures
-    )
+    _deliver_to_chain(world, transmitter, settle, broken)
     world.ledger.post_report(abort.raw, abort.context, abort.signatures)
 
     report = _check(world, [honest, broken])

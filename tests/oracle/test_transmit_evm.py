@@ -93,7 +93,7 @@ def test_a_report_signed_by_two_of_four_is_delivered_once(anvil: Anvil, world: W
     assert first.network == f"eip155:{anvil.chain_id}"
     assert first.reference is not None
     receipt = evm.wait(bytes.fromhex(first.reference[2:]))
-    assert receipt.status == 1 and receipt.to == world.network.forwarder
+    assert receipt.status == 1 and receipt.to == world.network.escrow  # deliver calls the forwarder
     assert world.contracts.escrow.get_lock(settlement_id, 0).state == LockState.SETTLED
     assert world.contracts.token.balance_of(world.buyer.address) == 5_000
 
@@ -142,34 +142,30 @@ def test_a_report_the_forwarder_refuses_is_failed_with_the_decoded_error(anvil: 
     assert world.contracts.escrow.get_lock(settlement_id, 0).state == LockState.LOCKED
 
 
-def test_a_transmission_that_ran_out_of_gas_is_retried_with_more(
+def test_a_report_sent_straight_to_the_forwarder_is_executed_by_the_node(
     anvil: Anvil, world: World, evm: EvmClient
 ) -> None:
-    # Six legs of one settlement: settling them costs the receiver far more than the forwarder's
-    # routing floor, so a transmission given only that floor fails inside onReport.
+    # Anyone holding a report may send it to the forwarder: the escrow, given no records, records
+    # its decision pending; the node finds that in the delivering transaction and executes it.
     settlement_id = b"\x54" * 32
     for leg in range(6):
         lock(world, settlement_id, leg_index=leg)
     report = signed_report(world, [ReportItem(settlement_id, TERMS_HASH, Decision.SETTLE)])
-    forwarder = world.contracts.forwarder
-    call = forwarder.call_data(
-        "report", world.network.escrow, report.raw, report.context, list(report.signatures)
+    forwarder, escrow = world.contracts.forwarder, world.contracts.escrow
+    direct = forwarder.report(
+        world.admin, world.network.escrow, report.raw, report.context, report.signatures
     )
-    floor = evm.estimate_gas(call, sender=world.admin.address)
-    starved = forwarder.report(
-        world.admin, world.network.escrow, report.raw, report.context, report.signatures, gas=floor
-    )
-    assert [event.result for event in forwarder.report_processed_in(starved)] == [False]
+    assert [event.result for event in forwarder.report_processed_in(direct)] == [True]
+    assert [type(e).__name__ for e in escrow.events_in(direct)] == ["DecisionPendingEvent"]
+    assert escrow.get_lock(settlement_id, 0).state == LockState.LOCKED
 
     node = deliverer(anvil, world)
-    before = run(lambda: status_then_close(node, report))
-    assert before.state == DeliveryState.NOT_DELIVERED
-    assert "retry with more gas" in before.detail
-    delivered = run(lambda: deliver_then_close(node, report))
-    assert delivered.state == DeliveryState.DELIVERED
-    assert all(
-        world.contracts.escrow.get_lock(settlement_id, leg).state == LockState.SETTLED for leg in range(6)
-    )
+    executing = run(lambda: deliver_then_close(node, report))
+    assert executing.state == DeliveryState.PENDING
+    assert "recorded pending" in executing.detail
+    assert all(escrow.get_lock(settlement_id, leg).state == LockState.SETTLED for leg in range(6))
+    again = run(lambda: status_then_close(deliverer(anvil, world), report))
+    assert (again.state, again.reference) == (DeliveryState.DELIVERED, "0x" + direct.tx_hash.hex())
 
 
 def test_with_confirmations_a_landed_delivery_is_pending_until_deep_enough(
@@ -225,11 +221,14 @@ def test_a_report_is_sent_after_one_round_trip_and_the_nonce_is_kept_between_sen
         lock(world, settlement_id)
         reports.append(signed_report(world, [ReportItem(settlement_id, TERMS_HASH, Decision.SETTLE)]))
     node, transport = recording_deliverer(anvil, world)
+    records = [
+        ["eth_call", "eth_blockNumber"],  # the settlement's head in the escrow, and the chain's
+        ["eth_getLogs"],  # its events, newest part first, until they rebuild that head
+    ]
     one_round_trip = [
         "eth_call",  # the forwarder's outcome so far
         "eth_blockNumber",
-        "eth_estimateGas",  # routing through the forwarder
-        "eth_estimateGas",  # the escrow's onReport
+        "eth_estimateGas",  # escrow.deliver, which routes through the forwarder
         "eth_getBlockByNumber",  # base fee and gas limit
         "eth_maxPriorityFeePerGas",
     ]
@@ -239,8 +238,13 @@ def test_a_report_is_sent_after_one_round_trip_and_the_nonce_is_kept_between_sen
             first = await node.deliver(reports[0])
             first_sent = transport.until_sent()
             second = await node.deliver(reports[1])
-            assert first_sent == [one_round_trip, ["eth_getTransactionCount"], ["eth_sendRawTransaction"]]
-            assert transport.until_sent() == [one_round_trip, ["eth_sendRawTransaction"]]
+            assert first_sent == [
+                *records,
+                one_round_trip,
+                ["eth_getTransactionCount"],
+                ["eth_sendRawTransaction"],
+            ]
+            assert transport.until_sent() == [*records, one_round_trip, ["eth_sendRawTransaction"]]
             return [first, second]
         finally:
             await node.aclose()

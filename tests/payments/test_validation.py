@@ -31,6 +31,17 @@ BAD_HOLD_FIELDS = [
 ]
 
 
+@pytest.mark.parametrize("name", ["", "nul\x00byte", "line\nbreak", "x" * 201])
+def test_a_participant_name_with_control_characters_is_refused(world: Ledger, name: str) -> None:
+    """Refused on every database alike (PostgreSQL cannot store NUL in text; it was a 500 there)."""
+    body = {"participant_id": "named", "name": name}
+    response = world.call("POST", "/v1/participants", world.admin_key, json=body)
+    assert response.status_code == 422, response.text
+    assert response.json()["field"] == "name"
+    fine = world.call("POST", "/v1/participants", world.admin_key, json={**body, "name": "Zoë Ltd."})
+    assert fine.status_code == 201, fine.text
+
+
 @pytest.mark.parametrize(("field", "value"), BAD_HOLD_FIELDS)
 def test_hold_field_validation(world: Ledger, field: str, value: object) -> None:
     response = world.call("POST", "/v1/holds", world.alice_key, json=hold_body(**{field: value}))

@@ -50,10 +50,22 @@ def world_and_two_times(
 
 
 def _matching(world: World, views: dict[str, LedgerView], index: int) -> list[int]:
-    view = views.get(world.terms.legs[index].network)
+    """[the time of the leg's lock] if the leg is locked, else []: its earliest locks naming the
+    terms' hash must all match (the escrow pays the first one under that hash)."""
+    t = world.terms
+    view = views.get(t.legs[index].network)
     if view is None:
         return []
-    return [lk.locked_at_s for lk in view.locks if lock_matches(world.terms, index, lk)]
+    named = [
+        lk
+        for lk in view.locks
+        if (lk.settlement_id, lk.leg_index, lk.terms_hash) == (t.settlement_id, index, t.terms_hash)
+    ]
+    if not named:
+        return []
+    first = min(lk.locked_at_s for lk in named)
+    ok = all(lock_matches(t, index, lk) for lk in named if lk.locked_at_s == first)
+    return [first] if ok else []
 
 
 @given(world_and_times())
@@ -67,7 +79,7 @@ def test_verdict_follows_the_rule(case: tuple[World, dict[str, int | None]]) -> 
     all_locked = all(matched)
     all_past = all(n in views and views[n].final_time_s > t.deadline_s for n in t.networks())
     if verdict.decision is Decision.SETTLE:
-        # SETTLE only when every leg has a matching lock, decided at the latest of them.
+        # SETTLE only when every leg's lock matches, decided at the latest of them.
         assert all_locked
         assert verdict.decided_at_s == max(min(m) for m in matched)
         assert verdict.decided_at_s is not None and verdict.decided_at_s <= t.deadline_s
@@ -202,6 +214,29 @@ def test_lock_at_the_deadline_counts_and_one_after_does_not() -> None:
     late = [*locks[:3], lock_for(t, 3, 101)]
     views = {n: LedgerView(n, 200, tuple(lk for lk in late if lk.network == n)) for n in t.networks()}
     assert decide(t, views).decision is Decision.ABORT
+
+
+def test_a_legs_first_lock_under_the_terms_is_the_one_that_counts() -> None:
+    """The escrow pays a leg's first lock naming the terms' hash: a later matching lock cannot make
+    up for a first one that does not match, and one with another terms hash is no lock of it."""
+    t = _three_networks()
+    good = [lock_for(t, i, 10) for i in range(4)]
+    wrong_first = replace(lock_for(t, 0, 5), amount_minor=4)
+    other_terms = replace(lock_for(t, 0, 1), terms_hash=b"\x99" * 32, amount_minor=4)
+
+    def verdict(locks: list[LockObservation]) -> Decision:
+        views = {n: LedgerView(n, 60, tuple(lk for lk in locks if lk.network == n)) for n in t.networks()}
+        return decide(t, views).decision
+
+    assert verdict(good) is Decision.SETTLE
+    assert verdict([wrong_first, *good]) is Decision.PENDING  # leg 0's first lock is the wrong one
+    assert verdict([other_terms, *good]) is Decision.SETTLE  # not under these terms: not leg 0's lock
+    later_wrong = replace(lock_for(t, 0, 20), amount_minor=4)
+    assert verdict([*good, later_wrong]) is Decision.SETTLE  # the escrow refunds a later duplicate
+    # Two locks in the same block: which came first is not observed, so both must match.
+    same_time_wrong = replace(lock_for(t, 0, 10), amount_minor=4)
+    assert verdict([*good, same_time_wrong]) is Decision.PENDING
+    assert verdict([same_time_wrong, *good]) is Decision.PENDING
 
 
 def test_a_lock_for_another_leg_index_does_not_count() -> None:

@@ -182,11 +182,6 @@ def _summary(r: dict[str, object]) -> str:
             "per_asset_leg",
         ):
             lines.append(f"gas.{key:<24} {gas.get(key)}")
-        commit = gas.get("commit_escrow")
-        if isinstance(commit, dict):
-            lines.append(
-                f"{'gas.commit_escrow':<28} per_asset_leg {commit.get('per_asset_leg')} (not wired in yet)"
-            )
     payments = r.get("payments")
     if isinstance(payments, dict):
         for key in ("sqlite_holds_per_s", "postgres_holds_per_s", "pgbench_tps"):

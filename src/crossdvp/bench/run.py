@@ -132,8 +132,6 @@ class BenchReport:
     options: BenchOptions
     started_at_s: float
     gas: GasFigures | None = None
-    # DvPEscrowCommit's figures, the same way (not what the devnets run yet: see crossdvp.chain.gas).
-    gas_commit: GasFigures | None = None
     baselines: BaselineGas | None = None
     sweep: list[SweepPoint] = field(default_factory=list)
     chain_ceiling: CeilingResult | None = None
@@ -162,11 +160,6 @@ class BenchReport:
                     "settle_share_batch_100": self.gas.settle_item_batch_100,
                 },
             }
-            if self.gas_commit is not None:
-                gas["commit_escrow"] = {
-                    **self.gas_commit.to_dict(),
-                    "per_asset_leg": self.gas_commit.lock_with_permit + self.gas_commit.settle_item_batch_100,
-                }
         return {
             "dvp_per_s": None if head is None else round(head.burst.dvp_per_s, 2),
             "two_transfer_ceiling_per_s": None
@@ -228,8 +221,6 @@ def _chain(report: BenchReport, work: Path, progress: Progress) -> None:
         client = EvmClient(node.rpc_url, timeout_s=60)
         progress(f"chain: gas of the escrow on a fresh anvil (pid {node.pid})")
         report.gas = measure_gas(client, node.dev_keys, large_batch=100)
-        progress("chain: gas of DvPEscrowCommit (one storage word per settlement) on the same anvil")
-        report.gas_commit = measure_gas(client, node.dev_keys, large_batch=100, escrow="commit")
         progress("chain: HTLC and approve+transferFrom baselines")
         report.baselines = measure_baselines(client, node.dev_keys[3:])
         progress(f"chain: settle throughput at report batch sizes {list(opts.batch_sizes)}")

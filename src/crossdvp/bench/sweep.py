@@ -19,6 +19,7 @@ from eth_utils.crypto import keccak
 
 from crossdvp.bench.rpc import RawRpc, SignedTx, TxSigner
 from crossdvp.chain.client import EvmClient, Sender
+from crossdvp.chain.contracts import ItemRecords, LockRecord, LockState, pack_delivery
 from crossdvp.chain.deploy import BoundAssetNetwork, deploy_asset_network
 from crossdvp.chain.errors import ChainError
 from crossdvp.chain.gas import BENCH_DON, BENCH_DON_KEYS, BENCH_WORKFLOW
@@ -136,6 +137,7 @@ def _one(
         max_fee_wei=fee_cap,
     )
     items: list[ReportItem] = []
+    records: list[ItemRecords] = []
     locks: list[SignedTx] = []
     for i, payee in enumerate(payees):
         sid = keccak(text=f"crossdvp settle sweep {round_index} {i}")
@@ -143,6 +145,18 @@ def _one(
         call = net.escrow.call_data("lock", sid, 0, net.token.address, _SHARE, payee, deadline, terms_hash)
         locks.append(lock_signer.sign(call, gas=_LOCK_GAS))
         items.append(ReportItem(settlement_id=sid, terms_hash=terms_hash, decision=Decision.SETTLE))
+        # The record the lock appends, which the report's delivery hands back to the escrow.
+        record = LockRecord(
+            token=net.token.address,
+            amount=_SHARE,
+            locker=seller.address,
+            deadline_s=deadline,
+            leg_index=0,
+            state=LockState.LOCKED,
+            payee=payee,
+            terms_hash=terms_hash,
+        )
+        records.append((terms_hash, [record]))
     context = report_context(BENCH_DON)
     report_signer = TxSigner(
         admin.private_key,
@@ -157,7 +171,8 @@ def _one(
             items[start : start + batch], timestamp_s=1, don=BENCH_DON, workflow=BENCH_WORKFLOW
         )
         signatures = [sign_report(raw, context, k) for k in BENCH_DON_KEYS[: BENCH_DON.f + 1]]
-        call = net.forwarder.call_data("report", net.escrow.address, raw, context, signatures)
+        delivery = pack_delivery(records[start : start + batch])
+        call = net.escrow.call_data("deliver", raw, context, signatures, delivery)
         reports.append(report_signer.sign(call, gas=report_gas))
     client.request("evm_setAutomine", [False])
     try:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import tempfile
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -13,14 +12,6 @@ import typer
 __all__ = ["app"]
 
 app = typer.Typer(no_args_is_help=True, help="Compile, deploy and measure the Solidity contracts.")
-
-
-class Escrow(StrEnum):
-    """The escrow contract `contracts gas` measures."""
-
-    CLASSIC = "classic"
-    COMMIT = "commit"
-
 
 _ROWS = (
     ("lock", "lock (approved beforehand)"),
@@ -38,23 +29,14 @@ def gas(
     batch: Annotated[
         int, typer.Option("--batch", min=2, help="Size of the large batch (the *_batch_100 figures).")
     ] = 100,
-    escrow: Annotated[
-        Escrow,
-        typer.Option(
-            "--escrow",
-            help="classic: DvPEscrow, what the oracle nodes and the desk use; commit: DvPEscrowCommit "
-            "(one storage word per settlement, reports through its deliver), not yet wired in.",
-        ),
-    ] = Escrow.CLASSIC,
 ) -> None:
     """Measure the escrow's gas (lock, lockWithPermit, settle and abort per item at batch 1 and 100) on
     a fresh anvil started for the purpose and stopped afterwards."""
     # Imported here so that `crossdvp --help` does not load web3.
-    from crossdvp.chain.gas import EscrowKind, measure_gas_on_anvil
+    from crossdvp.chain.gas import measure_gas_on_anvil
 
     with tempfile.TemporaryDirectory(prefix="crossdvp-gas-") as log_dir:
-        kind: EscrowKind = "commit" if escrow is Escrow.COMMIT else "classic"
-        figures = measure_gas_on_anvil(Path(log_dir), large_batch=batch, escrow=kind).to_dict()
+        figures = measure_gas_on_anvil(Path(log_dir), large_batch=batch).to_dict()
     if as_json:
         typer.echo(json.dumps(figures))
         return
@@ -62,7 +44,7 @@ def gas(
     from rich.table import Table
 
     table = Table(
-        title=f"{'DvPEscrowCommit' if escrow is Escrow.COMMIT else 'DvPEscrow'} gas (gasUsed on anvil)",
+        title="DvPEscrow gas (gasUsed on anvil)",
         caption="one seller; each settled item pays a distinct buyer who held no shares",
     )
     table.add_column("operation")

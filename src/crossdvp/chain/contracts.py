@@ -21,12 +21,17 @@ from eth_account import Account
 from crossdvp.chain._artifacts import Artifact, load_artifact
 from crossdvp.chain._binding import Binding, EventPosition, topic_address
 from crossdvp.chain._escrow import (
+    CLOSED_FLAG,
     AbortedEvent,
     ClaimedEvent,
+    DecisionPendingEvent,
     DvPEscrow,
     EscrowEvent,
+    ItemRecords,
     ItemSkippedEvent,
     LockedEvent,
+    LockEntry,
+    LockRecord,
     LockState,
     LockView,
     OwedEvent,
@@ -34,24 +39,32 @@ from crossdvp.chain._escrow import (
     ReclaimedEvent,
     SettledEvent,
     SkipReason,
+    commit_head,
+    decode_escrow_logs,
+    lock_history,
+    pack_delivery,
+    pack_records,
+    replay_records,
 )
-from crossdvp.chain._escrow_commit import DvPEscrowCommit, LockRecord
 from crossdvp.chain.client import LogEntry, Sender, TxReceipt
 from crossdvp.chain.errors import ContractRevert
 from crossdvp.settlement.report import DonConfig
 
 __all__ = [
+    "CLOSED_FLAG",
     "AbortedEvent",
     "Artifact",
     "ClaimedEvent",
     "ConfigSetEvent",
+    "DecisionPendingEvent",
     "DvPEscrow",
-    "DvPEscrowCommit",
     "EscrowEvent",
+    "ItemRecords",
     "FundToken",
     "ItemSkippedEvent",
     "KYCRegistry",
     "KeystoneForwarder",
+    "LockEntry",
     "LockRecord",
     "LockState",
     "LockView",
@@ -64,7 +77,13 @@ __all__ = [
     "SkipReason",
     "TransmissionInfo",
     "TransmissionState",
+    "commit_head",
+    "decode_escrow_logs",
     "load_artifact",
+    "lock_history",
+    "pack_delivery",
+    "pack_records",
+    "replay_records",
 ]
 
 

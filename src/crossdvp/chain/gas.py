@@ -13,11 +13,9 @@ refunds, as the chain charges it) of:
 
 Every report is checked to have been applied in full (one Settled/Aborted event per item) before its
 gas is taken: a figure from a failed or partial delivery would be meaningless.
-
-`escrow="commit"` measures DvPEscrowCommit instead, deployed beside the network's DvPEscrow on the
-same forwarder and token: its locks go the same way (`lock_with_permit` through its packed entry
-point, the permit signed for the lock's deadline), and its reports through `escrow.deliver` with
-each settlement's record, which is how that escrow is meant to be driven.
+Reports go through `escrow.deliver` with each settlement's lock record (taken from its Locked event),
+as the oracle nodes deliver them; `lock_with_permit` uses the escrow's packed entry point (the permit
+signed for the lock's own deadline), as the desk does.
 """
 
 from __future__ import annotations
@@ -25,15 +23,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal
 
 from eth_account import Account
 from eth_utils.crypto import keccak
 
-from crossdvp.chain._escrow_commit import RecordAbortedEvent, RecordSettledEvent, replay_records
 from crossdvp.chain.anvil import running_anvil
 from crossdvp.chain.client import EvmClient, Sender, TxReceipt
-from crossdvp.chain.contracts import AbortedEvent, DvPEscrow, DvPEscrowCommit, LockedEvent, SettledEvent
+from crossdvp.chain.contracts import AbortedEvent, LockedEvent, SettledEvent
 from crossdvp.chain.deploy import BoundAssetNetwork, deploy_asset_network
 from crossdvp.chain.errors import ChainError
 from crossdvp.errors import ConfigError
@@ -51,7 +47,6 @@ __all__ = [
     "BENCH_DON",
     "BENCH_DON_KEYS",
     "BENCH_WORKFLOW",
-    "EscrowKind",
     "GasFigures",
     "measure_gas",
     "measure_gas_on_anvil",
@@ -78,9 +73,6 @@ _REPORT_BASE_GAS = 400_000
 _REPORT_ITEM_GAS = 80_000  # generous per item; gasUsed, not the limit, is what is reported
 _DEADLINE_AHEAD_S = 3_600
 
-#: Which escrow contract to measure: DvPEscrow (what the system runs) or DvPEscrowCommit.
-EscrowKind = Literal["classic", "commit"]
-
 
 @dataclass(frozen=True, slots=True)
 class GasFigures:
@@ -100,9 +92,7 @@ class GasFigures:
 class _Bench:
     """One deployed asset network with a seller (approved the escrow) and a permit-only seller."""
 
-    def __init__(
-        self, client: EvmClient, admin: Sender, seller: Sender, permit_seller: Sender, kind: EscrowKind
-    ) -> None:
+    def __init__(self, client: EvmClient, admin: Sender, seller: Sender, permit_seller: Sender) -> None:
         self.client = client
         self.admin = admin
         self.seller = seller
@@ -111,18 +101,7 @@ class _Bench:
             client, admin, don=BENCH_DON, workflow=BENCH_WORKFLOW, grace_s=_DEADLINE_AHEAD_S
         )
         self.net: BoundAssetNetwork = addresses.bind(client)
-        self.escrow: DvPEscrow | DvPEscrowCommit = self.net.escrow
-        if kind == "commit":
-            self.escrow = DvPEscrowCommit.deploy(
-                client,
-                admin,
-                self.net.forwarder.address,
-                BENCH_WORKFLOW.workflow_owner,
-                BENCH_WORKFLOW.encoded_name,
-                BENCH_WORKFLOW.workflow_cid,
-                _DEADLINE_AHEAD_S,
-            )
-            self.net.registry.set_allowed(admin, self.escrow.address)
+        self.escrow = self.net.escrow
         self.net.registry.set_allowed_batch(admin, [seller.address, permit_seller.address])
         self.net.token.mint(admin, seller.address, 10**9 * _SHARE)
         self.net.token.mint(admin, permit_seller.address, 10**9 * _SHARE)
@@ -188,16 +167,9 @@ class _Bench:
         context = report_context(BENCH_DON)
         signatures = [sign_report(raw, context, key) for key in BENCH_DON_KEYS[: BENCH_DON.f + 1]]
         gas = _REPORT_BASE_GAS + _REPORT_ITEM_GAS * len(batch)
-        wanted: tuple[type, ...]
-        if isinstance(self.escrow, DvPEscrowCommit):
-            records = [(i.terms_hash, replay_records([self._locks[i.settlement_id]])) for i in batch]
-            receipt = self.escrow.deliver(self.admin, raw, context, signatures, records, gas=gas)
-            wanted = (RecordSettledEvent,) if decision == Decision.SETTLE else (RecordAbortedEvent,)
-        else:
-            receipt = self.net.forwarder.report(
-                self.admin, self.escrow.address, raw, context, signatures, gas=gas
-            )
-            wanted = (SettledEvent,) if decision == Decision.SETTLE else (AbortedEvent,)
+        records = [(i.terms_hash, [self._locks[i.settlement_id].lock_record]) for i in batch]
+        receipt = self.escrow.deliver(self.admin, raw, context, signatures, records, gas=gas)
+        wanted = SettledEvent if decision == Decision.SETTLE else AbortedEvent
         applied = sum(isinstance(e, wanted) for e in self.escrow.events_in(receipt))
         if applied != len(batch):
             raise ChainError(
@@ -207,9 +179,7 @@ class _Bench:
         return receipt.gas_used
 
 
-def measure_gas(
-    client: EvmClient, dev_keys: Sequence[bytes], *, large_batch: int = 100, escrow: EscrowKind = "classic"
-) -> GasFigures:
+def measure_gas(client: EvmClient, dev_keys: Sequence[bytes], *, large_batch: int = 100) -> GasFigures:
     """Deploy on `client` and measure (see the module docstring). `dev_keys[0:3]` must hold ether.
 
     `large_batch` is the size of the large batch (100 for the published figures; tests may use less,
@@ -219,7 +189,7 @@ def measure_gas(
     if large_batch < 2:
         raise ConfigError(f"large_batch must be at least 2 to compare with batch 1, got {large_batch}")
     admin, seller, permit_seller = (client.account(k) for k in dev_keys[:3])
-    bench = _Bench(client, admin, seller, permit_seller, escrow)
+    bench = _Bench(client, admin, seller, permit_seller)
     # Warm-up: the escrow's first lock pays for its zero balance slot; steady state is what counts.
     bench.lock_many(bench.fresh_payees(1))
 
@@ -245,10 +215,8 @@ def measure_gas(
     )
 
 
-def measure_gas_on_anvil(
-    log_dir: Path, *, large_batch: int = 100, escrow: EscrowKind = "classic"
-) -> GasFigures:
+def measure_gas_on_anvil(log_dir: Path, *, large_batch: int = 100) -> GasFigures:
     """Start a fresh anvil (logs in `log_dir`), measure, and stop it by PID however this ends."""
     with running_anvil(log_dir) as node:
         client = EvmClient(node.rpc_url)
-        return measure_gas(client, node.dev_keys, large_batch=large_batch, escrow=escrow)
+        return measure_gas(client, node.dev_keys, large_batch=large_batch)

@@ -1,7 +1,7 @@
 """Read a `LedgerSnapshot` from the real networks: the ledgers' own records, never a node's belief.
 
 Chain: every escrow event since deployment (Locked gives each lock's facts and its block time;
-Settled/Aborted/Owed/Reclaimed are its executions), `getLock` for each lock's state now, token
+Settled/Aborted/Owed/Reclaimed are its executions, and replayed they give each lock's state now), token
 balances, and every forwarder `ReportProcessed` that reached the escrow successfully, whose
 signatures are re-verified from the transaction's own calldata.
 Payment ledger: its event feed from the start (each hold's placement and executions), the reports it
@@ -20,6 +20,7 @@ from crossdvp.chain.client import EvmClient
 from crossdvp.chain.contracts import (
     AbortedEvent,
     DvPEscrow,
+    EscrowEvent,
     FundToken,
     KeystoneForwarder,
     LockedEvent,
@@ -27,6 +28,7 @@ from crossdvp.chain.contracts import (
     OwedEvent,
     ReclaimedEvent,
     SettledEvent,
+    lock_history,
 )
 from crossdvp.chain.deploy import AssetNetwork
 from crossdvp.chaos.invariants import (
@@ -109,15 +111,21 @@ def _chain_locks(evm: EvmClient, asset: AssetNetwork) -> tuple[list[LockRecord],
     for event in events:
         if isinstance(event, SettledEvent | AbortedEvent | OwedEvent | ReclaimedEvent):
             executions.setdefault((event.settlement_id, event.leg_index), []).append(event.block_number)
+    # Each lock's state now, from its settlement's events: the i-th Locked event of a settlement is
+    # the i-th entry of its history.
+    by_settlement: dict[bytes, list[EscrowEvent]] = {}
+    for event in events:
+        by_settlement.setdefault(event.settlement_id, []).append(event)
+    histories = {sid: iter(lock_history(evs)) for sid, evs in by_settlement.items()}
     records: list[LockRecord] = []
     held = 0
     for event in events:
         if not isinstance(event, LockedEvent):
             continue
         key = (event.settlement_id, event.leg_index)
-        view = escrow.get_lock(event.settlement_id, event.leg_index)
-        if view.state in _ESCROW_HOLDS:
-            held += view.amount
+        state = next(histories[event.settlement_id]).state
+        if state in _ESCROW_HOLDS:
+            held += event.amount
         done = executions.get(key, [])
         records.append(
             LockRecord(
@@ -131,7 +139,7 @@ def _chain_locks(evm: EvmClient, asset: AssetNetwork) -> tuple[list[LockRecord],
                 payee=event.payee,
                 deadline_s=event.deadline,
                 locked_at_s=blocks.time(event.block_number),
-                outcome=_CHAIN_OUTCOME.get(view.state, LegOutcome.LOCKED),
+                outcome=_CHAIN_OUTCOME.get(state, LegOutcome.LOCKED),
                 final_at_s=blocks.time(min(done)) if done else None,
                 executions=len(done),
             )
@@ -153,9 +161,10 @@ def _signatures_valid(raw: bytes, context: bytes, signatures: Sequence[bytes], d
 
 
 def _chain_reports(evm: EvmClient, asset: AssetNetwork, don: DonConfig) -> list[ExecutedReport]:
-    """Reports the forwarder delivered to the escrow successfully, re-verified from calldata."""
+    """Reports the forwarder delivered to the escrow successfully, re-verified from calldata (of
+    `escrow.deliver`, or of `forwarder.report` for a report someone sent it straight)."""
     forwarder = KeystoneForwarder(evm, asset.forwarder)
-    contract = forwarder.contract
+    contracts = {asset.forwarder: forwarder.contract, asset.escrow: DvPEscrow(evm, asset.escrow).contract}
     reports: list[ExecutedReport] = []
     event = forwarder.abi.event("ReportProcessed")
     logs = evm.get_logs(asset.forwarder, [event.topic0], asset.deployed_at_block, "latest")
@@ -163,7 +172,7 @@ def _chain_reports(evm: EvmClient, asset: AssetNetwork, don: DonConfig) -> list[
         if not args["result"] or str(args["receiver"]).lower() != asset.escrow:
             continue
         tx = evm.request("eth_getTransactionByHash", ["0x" + log.tx_hash.hex()])
-        _, params = contract.decode_function_input(tx["input"])
+        _, params = contracts[str(tx["to"]).lower()].decode_function_input(tx["input"])
         raw, context, signatures = (
             bytes(params["rawReport"]),
             bytes(params["reportContext"]),

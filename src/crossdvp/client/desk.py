@@ -76,7 +76,6 @@ class Desk:
         self._http = httpx.Client(timeout=http_timeout_s)
         self._ledgers: dict[str, PaymentsClient] = {}
         self._terms: dict[bytes, Terms] = {}
-        self._lock_events: dict[tuple[bytes, int], tuple[str, bytes]] = {}
         self._answering = 0  # how many nodes answered the last status read
 
     @classmethod
@@ -312,7 +311,6 @@ class Desk:
             except ChainError as exc:
                 raise LockError(f"the escrow refused the lock of leg {index}: {exc}") from None
             tx_hash = _hex(receipt.tx_hash)
-            self._lock_events[(terms.settlement_id, index)] = (tx_hash, terms.terms_hash)
         return tx_hash
 
     def place_hold(self, terms: Terms, buyer: str) -> str:
@@ -499,23 +497,26 @@ class Desk:
             "payee": leg.payee,
         }
         if leg.network == self.chain_network:
-            lock = self.contracts.escrow.get_lock(terms.settlement_id, index)
-            if lock.state is LockState.NONE:
-                matches, tx = False, None
-            elif lock.state is LockState.LOCKED:
-                matches = lock.terms_hash == terms.terms_hash
-                tx = self._lock_event(terms, index)[0] if matches else None
-            else:
-                # A final lock's amount and terms hash are cleared for the gas refund: its Locked
-                # event is the record of what was locked.
-                tx, locked_hash = self._lock_event(terms, index)
-                matches = locked_hash == terms.terms_hash
+            # The leg's lock as the escrow pays it: its first record under these terms.
+            entry = next(
+                (
+                    e
+                    for e in self.contracts.escrow.lock_history(
+                        terms.settlement_id, self.config.asset.deployed_at_block
+                    )
+                    if e.record.leg_index == index and e.record.terms_hash == terms.terms_hash
+                ),
+                None,
+            )
+            matches = entry is not None
+            lock_state = LockState.NONE if entry is None else entry.state
+            tx = None if entry is None else _hex(entry.lock_tx)
             return LegStatus(
                 kind="chain",
-                state=lock.state.name.lower(),
-                lock_ref=tx if matches else None,
+                state=lock_state.name.lower(),
+                lock_ref=tx,
                 locked=matches,
-                delivered=matches and lock.state in _CHAIN_FINAL,
+                delivered=matches and lock_state in _CHAIN_FINAL,
                 **base,  # type: ignore[arg-type]
             )
         if leg.network == self.config.payments_network:
@@ -535,18 +536,6 @@ class Desk:
                 **base,  # type: ignore[arg-type]
             )
         return LegStatus(kind="other", state="unknown", lock_ref=None, locked=False, delivered=False, **base)  # type: ignore[arg-type]
-
-    def _lock_event(self, terms: Terms, index: int) -> tuple[str | None, bytes | None]:
-        """(transaction hash, terms hash) of the leg's Locked event, cached once found."""
-        key = (terms.settlement_id, index)
-        if key not in self._lock_events:
-            event = self.contracts.escrow.lock_event(
-                terms.settlement_id, index, self.config.asset.deployed_at_block
-            )
-            if event is None:
-                return None, None
-            self._lock_events[key] = (_hex(event.tx_hash), event.terms_hash)
-        return self._lock_events[key]
 
     def _forwarder_tx(self, execution_id: str) -> str | None:
         """The transaction in which the forwarder delivered report `execution_id` to the escrow."""

@@ -298,7 +298,8 @@ class EvmChainSource:
         while self._next_block <= head:
             end = min(head, self._next_block + _SCAN_CHUNK_BLOCKS - 1)
             for event in self._escrow.all_events(self._next_block, end):
-                self._events.append(_leg_event(event, self._block_time(event.block_number)))
+                if type(event).__name__ in _ESCROW_KINDS:  # a DecisionPending moves no leg
+                    self._events.append(_leg_event(event, self._block_time(event.block_number)))
             for log in self._client.get_logs(
                 self._token.address, [self._transfer.topic0], self._next_block, end
             ):

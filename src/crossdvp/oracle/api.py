@@ -23,7 +23,7 @@ from crossdvp.oracle.node import Node
 from crossdvp.oracle.peers import MAX_TERMS_PER_BATCH
 from crossdvp.oracle.ports import DeliveryState
 from crossdvp.oracle.store import hex32
-from crossdvp.settlement.decision import lock_matches
+from crossdvp.settlement.decision import leg_lock, lock_matches
 from crossdvp.settlement.errors import SettlementError
 from crossdvp.settlement.terms import Terms
 
@@ -74,10 +74,8 @@ def settlement_view(node: Node, terms: Terms) -> dict[str, Any]:
     reports = store.reports_for(terms.settlement_id)
     legs = []
     for index, leg in enumerate(terms.legs):
-        matching = next(
-            (lock for lock in locks if lock.network == leg.network and lock_matches(terms, index, lock)), None
-        )
-        legs.append({"index": index, **leg.to_dict(), "locked": matching is not None})
+        locked = leg_lock(terms, index, locks) is not None
+        legs.append({"index": index, **leg.to_dict(), "locked": locked})
     report_views = []
     any_delivered_everywhere = False
     for stored in reports:

@@ -460,6 +460,7 @@ def build_ports(config: NodeConfig, env: Mapping[str, str]) -> Ports:
                     escrow=net.escrow,
                     transmitter_key=key_from_hex(key_hex, source=net.transmitter_key_env).private_key,
                     confirmations=net.finality if isinstance(net.finality, int) else 0,
+                    records_from_block=net.start_block,
                 )
             )
         else:

@@ -1,20 +1,27 @@
 """Deliver a signed report to an EVM chain through the genuine KeystoneForwarder (a `Deliverer`).
 
-Step 5 of the protocol (DESIGN.md "Execute"): `KeystoneForwarder.report(escrow, raw, context, sigs)`
-verifies the f+1 signatures and routes the payload to `DvPEscrow.onReport`. The forwarder records one
-transmission per (receiver, workflow_execution_id, report_id), which is what makes delivery idempotent
-for every node: whoever lands it first wins, later attempts revert with `AlreadyAttempted`, and
-`getTransmissionInfo` tells anyone the outcome:
+Step 5 of the protocol (DESIGN.md "Execute"): `DvPEscrow.deliver(raw, context, sigs, records)` calls
+`KeystoneForwarder.report(escrow, raw, context, sigs)`, which verifies the f+1 signatures and routes
+the payload to `DvPEscrow.onReport`; the escrow then executes each item with the settlement's lock
+records, which it keeps only as a hash (the records are rebuilt here from the escrow's events and
+checked against it). The forwarder records one transmission per (receiver, workflow_execution_id,
+report_id), which is what makes delivery idempotent for every node: whoever lands it first wins,
+later attempts revert with `AlreadyAttempted`, and `getTransmissionInfo` tells anyone the outcome:
 
     SUCCEEDED         -> DELIVERED      (reference: the transaction that emitted ReportProcessed(.., true))
     NOT_ATTEMPTED     -> NOT_DELIVERED
     FAILED            -> NOT_DELIVERED  (the receiver call ran out of gas or reverted; retried with more gas)
     INVALID_RECEIVER  -> FAILED         (the escrow address is not an IReceiver; an operator must look)
 
-Gas: the forwarder refuses to route with less than ~130k gas and hands the receiver whatever is left,
-so eth_estimateGas of `report` alone only finds the routing floor (the receiver call failing does not
-revert the transaction). We therefore also estimate `onReport` as the forwarder would call it and add
-both, plus a margin; a retry after a FAILED transmission at least doubles the gas the last one had.
+A report that reached the escrow some other way (sent straight to the forwarder by anyone) or with
+records that no longer matched (a lock appended in between) leaves its decisions pending in the
+escrow (`DecisionPending`); the transmission is SUCCEEDED all the same. Such a report is DELIVERED
+only once every pending decision has been executed: this deliverer sends `execute(sid, terms,
+records)` for each one that still has a lock to act on, and says PENDING until then.
+
+Gas: `deliver` reverts unless the forwarder handed the payload to the escrow, and a payout it cannot
+afford reverts it too (InsufficientGas), so eth_estimateGas of `deliver` is the gas it needs; a
+margin is added.
 """
 
 from __future__ import annotations
@@ -32,12 +39,32 @@ from eth_account import Account
 from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 
-from crossdvp.chain.contracts import load_artifact
+from crossdvp.chain.client import LogEntry
+from crossdvp.chain.contracts import (
+    CLOSED_FLAG,
+    DecisionPendingEvent,
+    EscrowEvent,
+    ItemRecords,
+    LockRecord,
+    LockState,
+    commit_head,
+    decode_escrow_logs,
+    load_artifact,
+    pack_delivery,
+    pack_records,
+    replay_records,
+)
+from crossdvp.chain.errors import ChainError
 from crossdvp.errors import ConfigError
 from crossdvp.oracle._rpc import JsonRpcClient, hex_int, selector, to_hex
 from crossdvp.oracle.errors import LedgerUnavailable, NonceTaken, RpcReverted
 from crossdvp.oracle.ports import DeliveryState, DeliveryStatus, SignedReport
-from crossdvp.settlement.report import FORWARDER_METADATA_LENGTH, REPORT_METADATA_LENGTH, ReportMetadata
+from crossdvp.settlement.report import (
+    FORWARDER_METADATA_LENGTH,
+    REPORT_METADATA_LENGTH,
+    ReportMetadata,
+    decode_payload,
+)
 
 __all__ = ["EvmDeliverer", "TransmissionState"]
 
@@ -46,6 +73,8 @@ logger = logging.getLogger(__name__)
 _ON_REPORT_SELECTOR = keccak(text="onReport(bytes,bytes)")[:4]
 #: Sends of one transaction when the node says its nonce is taken (re-read between them).
 _NONCE_ATTEMPTS = 3
+#: Blocks per eth_getLogs when rebuilding records (the node's own poll range, which providers accept).
+_RECORDS_LOG_RANGE = 2_000
 
 
 class TransmissionState:
@@ -70,6 +99,17 @@ class _Fees:
     tip: int
     block_gas_limit: int
 
+    @classmethod
+    def of(cls, block: object, tip_raw: object) -> _Fees:
+        """From the latest block and eth_maxPriorityFeePerGas, as the RPC node returned them."""
+        if not isinstance(block, Mapping):
+            raise LedgerUnavailable(f"malformed latest block from the RPC node: {block!r:.200}")
+        return cls(
+            base_fee=hex_int(block.get("baseFeePerGas", "0x0"), "baseFeePerGas"),
+            tip=hex_int(tip_raw, "eth_maxPriorityFeePerGas"),
+            block_gas_limit=hex_int(block.get("gasLimit"), "gasLimit"),
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class _Sent:
@@ -86,6 +126,16 @@ class _ForwarderAbi:
         self.report = selector(by_name[("function", "report")])[:4]
         self.info = selector(by_name[("function", "getTransmissionInfo")])[:4]
         self.processed_topic = "0x" + selector(by_name[("event", "ReportProcessed")]).hex()
+        escrow = load_artifact("DvPEscrow").contract_abi
+        self.escrow = escrow
+        self.deliver = escrow.function("deliver", 4)
+        self.execute = escrow.function("execute", 3)
+        self.head = escrow.function("settlementHead", 1)
+        self.record_events = {
+            "0x" + escrow.event(name).topic0.hex(): name
+            for name in ("Locked", "Settled", "Aborted", "Owed", "Claimed", "Reclaimed")
+        }
+        self.pending_topic = "0x" + escrow.event("DecisionPending").topic0.hex()
         self.errors: dict[bytes, tuple[str, list[str]]] = {}
         for entry in (*receiver_abi, *abi):
             if entry.get("type") == "error":
@@ -117,7 +167,9 @@ class EvmDeliverer:
 
     The transmitter key pays gas only; it is not the DON signing key. `confirmations` is how deep the
     delivering block must be before `status` says DELIVERED (the same depth the node observes with;
-    until then a landed delivery is PENDING). Sends from one key are serialised so nonces never clash.
+    until then a landed delivery is PENDING). `records_from_block` is the oldest block the escrow's
+    events are read from (its deployment block). Sends from one key are serialised so nonces never
+    clash.
     """
 
     def __init__(
@@ -129,6 +181,7 @@ class EvmDeliverer:
         escrow: str,
         transmitter_key: bytes,
         confirmations: int = 0,
+        records_from_block: int = 0,
         gas_margin: int = 60_000,
         receipt_timeout_s: float = 30.0,
         receipt_poll_s: float = 0.02,
@@ -154,6 +207,7 @@ class EvmDeliverer:
         self.escrow = escrow.lower()
         self.transmitter = str(self._account.address).lower()
         self.confirmations = confirmations
+        self.records_from_block = records_from_block
         self.gas_margin = gas_margin
         self.receipt_timeout_s = receipt_timeout_s
         self.receipt_poll_s = receipt_poll_s
@@ -170,6 +224,9 @@ class EvmDeliverer:
         self._in_flight: dict[bytes, _Sent] = {}
         # The transmitter's next nonce, while this process knows it (see _send).
         self._nonce: int | None = None
+        # Reports whose delivering transaction left no decision pending (or whose pending ones were
+        # executed since): their SUCCEEDED transmission means DELIVERED.
+        self._executed: set[bytes] = set()
 
     @property
     def network(self) -> str:
@@ -220,6 +277,10 @@ class EvmDeliverer:
                 detail = f"delivered in block {found[1]}; waiting for {self.confirmations} confirmations"
                 return DeliveryStatus(self._network, DeliveryState.PENDING, found[0], detail)
             self._in_flight.pop(exec_id, None)
+            if found is not None and exec_id not in self._executed:
+                executing = await self._execute_pending(report, found[0])
+                if executing is not None:
+                    return executing
             return DeliveryStatus(self._network, DeliveryState.DELIVERED, found[0] if found else None)
         if latest.state == TransmissionState.INVALID_RECEIVER:
             self._in_flight.pop(exec_id, None)
@@ -295,19 +356,17 @@ class EvmDeliverer:
             pending = await self._check_in_flight(exec_id)
             if pending is not None:
                 return pending
-        calldata = self._report_calldata(report)
-        # Otherwise one round trip for everything a send needs: the outcome so far, both gas
-        # estimates and the fee inputs. The estimates are wasted when the report has landed already;
-        # a round trip saved on every report is worth more (each costs a loaded node tens of ms).
-        (info_raw, number_raw, routing_est, receiver_est, block, tip_raw) = await self._rpc.batch_outcomes(
+        items = decode_payload(report.raw[REPORT_METADATA_LENGTH:])
+        records = await self._records([item.settlement_id for item in items])
+        calldata = self._deliver_calldata(report, [(i.terms_hash, records[i.settlement_id]) for i in items])
+        # Otherwise one round trip for everything a send needs: the outcome so far, the gas estimate
+        # and the fee inputs. The estimate is wasted when the report has landed already; a round
+        # trip saved on every report is worth more (each costs a loaded node tens of ms).
+        (info_raw, number_raw, estimate, block, tip_raw) = await self._rpc.batch_outcomes(
             [
                 self._info_call(report, "latest"),
                 ("eth_blockNumber", []),
-                ("eth_estimateGas", [{"from": self.transmitter, "to": self.forwarder, "data": calldata}]),
-                (
-                    "eth_estimateGas",
-                    [{"from": self.forwarder, "to": self.escrow, "data": _on_report_calldata(report.raw)}],
-                ),
+                ("eth_estimateGas", [{"from": self.transmitter, "to": self.escrow, "data": calldata}]),
                 ("eth_getBlockByNumber", ["latest", False]),
                 ("eth_maxPriorityFeePerGas", []),
             ]
@@ -319,44 +378,29 @@ class EvmDeliverer:
         if latest.state in (TransmissionState.SUCCEEDED, TransmissionState.INVALID_RECEIVER):
             return await self._status(report, latest, hex_int(number_raw, "eth_blockNumber"))
 
-        if isinstance(routing_est, RpcReverted):
-            name, shown = self._abi.describe_revert(routing_est.data)
+        if isinstance(estimate, RpcReverted):
+            name, shown = self._abi.describe_revert(estimate.data)
             if name == "AlreadyAttempted":
                 # Someone delivered between our read and the estimate: the forwarder has the outcome.
                 return await self.status(report)
-            logger.error("forwarder refuses report 0x%s: %s", exec_id.hex(), shown)
-            return DeliveryStatus(
-                self._network, DeliveryState.FAILED, None, f"forwarder refuses the report: {shown}"
-            )
-        if isinstance(routing_est, Exception):
-            raise routing_est
-        if isinstance(receiver_est, RpcReverted):
-            shown = self._abi.describe_revert(receiver_est.data)[1]
-            detail = f"escrow {self.escrow} refuses the report: {shown}"
-            logger.error("report 0x%s: %s", exec_id.hex(), detail)
+            if name == "ReportNotAccepted":
+                # The forwarder routed the report but the escrow's onReport refused it (the forwarder
+                # swallows that): ask onReport itself, as the forwarder calls it, for the reason.
+                detail = f"escrow {self.escrow} refuses the report: {await self._receiver_refusal(report)}"
+                logger.error("report 0x%s: %s", exec_id.hex(), detail)
+            else:
+                detail = f"forwarder refuses the report: {shown}"
+                logger.error("forwarder refuses report 0x%s: %s", exec_id.hex(), shown)
             return DeliveryStatus(self._network, DeliveryState.FAILED, None, detail)
-        if isinstance(receiver_est, Exception):
-            raise receiver_est
-        routing_gas = hex_int(routing_est, "eth_estimateGas")
-        receiver_gas = hex_int(receiver_est, "eth_estimateGas")
-        # The receiver gets at most 63/64 of what is left when the forwarder calls it (EIP-150).
-        gas = routing_gas + receiver_gas * 64 // 63 + self.gas_margin
-        if latest.state == TransmissionState.FAILED:
-            gas = max(gas, routing_gas + 2 * latest.gas_limit)
-        if not isinstance(block, Mapping):
-            raise LedgerUnavailable(f"malformed latest block from the RPC node: {block!r:.200}")
-        fees = _Fees(
-            base_fee=hex_int(block.get("baseFeePerGas", "0x0"), "baseFeePerGas"),
-            tip=hex_int(tip_raw, "eth_maxPriorityFeePerGas"),
-            block_gas_limit=hex_int(block.get("gasLimit"), "gasLimit"),
-        )
-
-        sent = await self._send(calldata, gas, fees)
+        if isinstance(estimate, Exception):
+            raise estimate
+        gas = hex_int(estimate, "eth_estimateGas") + self.gas_margin
+        sent = await self._send(calldata, gas, _Fees.of(block, tip_raw))
         self._in_flight[exec_id] = sent
         logger.info(
-            "report 0x%s sent to forwarder %s in tx %s (gas %d)",
+            "report 0x%s sent through escrow %s in tx %s (gas %d)",
             exec_id.hex(),
-            self.forwarder,
+            self.escrow,
             sent.tx_hash,
             gas,
             extra={"network": self._network, "tx_hash": sent.tx_hash},
@@ -379,12 +423,134 @@ class EvmDeliverer:
         # either way the reference is the transaction the forwarder's log names.
         return status
 
-    def _report_calldata(self, report: SignedReport) -> str:
-        args = abi_encode(
-            ["address", "bytes", "bytes", "bytes[]"],
-            [self.escrow, report.raw, report.context, list(report.signatures)],
-        )
-        return "0x" + (self._abi.report + bytes(args)).hex()
+    def _deliver_calldata(self, report: SignedReport, records: Sequence[ItemRecords]) -> str:
+        args = (report.raw, report.context, list(report.signatures), pack_delivery(records))
+        return "0x" + self._abi.deliver.encode_call(args).hex()
+
+    async def _receiver_refusal(self, report: SignedReport) -> str:
+        """Why the escrow's onReport refuses the report, as the forwarder would call it."""
+        call = {"from": self.forwarder, "to": self.escrow, "data": _on_report_calldata(report.raw)}
+        try:
+            await self._rpc.call("eth_estimateGas", [call])
+        except RpcReverted as exc:
+            return self._abi.describe_revert(exc.data)[1]
+        return "onReport accepts it when called alone (the forwarder may have given it too little gas)"
+
+    # --- lock records --------------------------------------------------------------------------
+
+    async def _records(self, settlement_ids: Sequence[bytes]) -> dict[bytes, list[LockRecord]]:
+        """Each settlement's open lock records, rebuilt from the escrow's events and checked against
+        its head: the events are read newest part first, back to `records_from_block`, until every
+        settlement's rebuild matches. A settlement that does not match by then gets no records (the
+        escrow then records its decision pending, and `execute` finishes it later)."""
+        sids = sorted(set(settlement_ids))
+        calls: list[tuple[str, Sequence[object]]] = [
+            (
+                "eth_call",
+                [{"to": self.escrow, "data": "0x" + self._abi.head.encode_call((sid,)).hex()}, "latest"],
+            )
+            for sid in sids
+        ]
+        *raw_heads, number_raw = await self._rpc.batch([*calls, ("eth_blockNumber", [])])
+        heads = {
+            sid: _word(raw, "settlementHead") & ~CLOSED_FLAG for sid, raw in zip(sids, raw_heads, strict=True)
+        }
+        found: dict[bytes, list[LockRecord]] = {sid: [] for sid in sids}
+        unresolved = {sid for sid in sids if heads[sid] != 0}
+        events: dict[bytes, list[EscrowEvent]] = {sid: [] for sid in unresolved}
+        to_block = hex_int(number_raw, "eth_blockNumber")
+        while unresolved and to_block >= self.records_from_block:
+            from_block = max(self.records_from_block, to_block - _RECORDS_LOG_RANGE + 1)
+            part: dict[bytes, list[EscrowEvent]] = {sid: [] for sid in unresolved}
+            for event in await self._escrow_events(sorted(unresolved), from_block, to_block):
+                part[event.settlement_id].append(event)
+            for sid in list(unresolved):
+                events[sid] = part[sid] + events[sid]  # this part is older than what was read before
+                try:
+                    rebuilt = replay_records(events[sid])
+                except ChainError:
+                    continue  # a record's Locked event is older still
+                if commit_head(rebuilt) == heads[sid]:
+                    found[sid] = rebuilt
+                    unresolved.discard(sid)
+            to_block = from_block - 1
+        for sid in sorted(unresolved):
+            logger.warning(
+                "escrow events since block %d do not rebuild settlement 0x%s's open records; "
+                "delivering without them leaves its decision pending",
+                self.records_from_block,
+                sid.hex(),
+            )
+        return found
+
+    async def _escrow_events(
+        self, sids: Sequence[bytes], from_block: int, to_block: int
+    ) -> list[EscrowEvent]:
+        flt = {
+            "address": self.escrow,
+            "topics": [list(self._abi.record_events), ["0x" + sid.hex() for sid in sids]],
+            "fromBlock": to_hex(from_block),
+            "toBlock": to_hex(to_block),
+        }
+        logs = await self._rpc.call("eth_getLogs", [flt])
+        if not isinstance(logs, list):
+            raise LedgerUnavailable(f"malformed eth_getLogs response: {logs!r:.200}")
+        try:
+            entries = [LogEntry.from_rpc(log) for log in logs]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise LedgerUnavailable(f"malformed log in eth_getLogs response: {exc}") from exc
+        return decode_escrow_logs(self._abi.escrow, entries)
+
+    async def _execute_pending(self, report: SignedReport, tx_hash: str) -> DeliveryStatus | None:
+        """If the transaction that delivered `report` left decisions pending in the escrow (a report
+        sent straight to the forwarder, or records that no longer matched), execute each that still
+        has a lock to act on and say PENDING; None once nothing is left to execute."""
+        receipt = await self._rpc.call("eth_getTransactionReceipt", [tx_hash])
+        if not isinstance(receipt, Mapping):
+            raise LedgerUnavailable(f"no receipt for delivering transaction {tx_hash}")
+        pending: list[tuple[bytes, bytes]] = []
+        for log in receipt.get("logs") or []:
+            topics = log.get("topics") or []
+            if (
+                str(log.get("address", "")).lower() == self.escrow
+                and topics
+                and str(topics[0]).lower() == self._abi.pending_topic
+            ):
+                for event in decode_escrow_logs(self._abi.escrow, [LogEntry.from_rpc(log)]):
+                    if isinstance(event, DecisionPendingEvent):
+                        pending.append((event.settlement_id, event.terms_hash))
+        todo: list[tuple[bytes, bytes, list[LockRecord]]] = []
+        if pending:
+            records = await self._records([sid for sid, _ in pending])
+            for sid, terms_hash in pending:
+                if any(r.state is LockState.LOCKED and r.terms_hash == terms_hash for r in records[sid]):
+                    todo.append((sid, terms_hash, records[sid]))
+        if not todo:
+            self._executed.add(report.workflow_execution_id)
+            return None
+        sent_tx = ""
+        for sid, terms_hash, recs in todo:
+            calldata = "0x" + self._abi.execute.encode_call((sid, terms_hash, pack_records(recs))).hex()
+            estimate, block, tip_raw = await self._rpc.batch(
+                [
+                    ("eth_estimateGas", [{"from": self.transmitter, "to": self.escrow, "data": calldata}]),
+                    ("eth_getBlockByNumber", ["latest", False]),
+                    ("eth_maxPriorityFeePerGas", []),
+                ]
+            )
+            gas = hex_int(estimate, "eth_estimateGas") + self.gas_margin
+            sent = await self._send(calldata, gas, _Fees.of(block, tip_raw))
+            logger.info(
+                "report 0x%s: executing the decision the escrow recorded pending for 0x%s in tx %s",
+                report.workflow_execution_id.hex(),
+                sid.hex(),
+                sent.tx_hash,
+                extra={"network": self._network, "tx_hash": sent.tx_hash},
+            )
+            await self._wait_receipt(sent.tx_hash)
+            sent_tx = sent.tx_hash
+        detail = f"executing {len(todo)} decision(s) the escrow recorded pending"
+        return DeliveryStatus(self._network, DeliveryState.PENDING, sent_tx, detail)
 
     async def _check_in_flight(self, exec_id: bytes) -> DeliveryStatus | None:
         """PENDING if our earlier transaction for this report is still in the mempool, else None."""
@@ -422,7 +588,7 @@ class EvmDeliverer:
                         "type": 2,
                         "chainId": self.chain_id,
                         "nonce": self._nonce,
-                        "to": to_checksum_address(self.forwarder),  # eth_account insists on checksums
+                        "to": to_checksum_address(self.escrow),  # eth_account insists on checksums
                         "value": 0,
                         "data": calldata,
                         "gas": gas,
@@ -474,6 +640,12 @@ class EvmDeliverer:
                 number = hex_int(await self._rpc.call("eth_blockNumber", []), "eth_blockNumber")
                 self._head = (number, loop.time())
             return self._head[0]
+
+
+def _word(raw: object, what: str) -> int:
+    if not isinstance(raw, str) or not raw.startswith("0x") or len(raw) != 66:
+        raise LedgerUnavailable(f"malformed {what} result: {raw!r:.200}")
+    return int(raw, 16)
 
 
 def _report_id(report: SignedReport) -> bytes:

@@ -61,7 +61,8 @@ class _Request(BaseModel):
 
 class ParticipantIn(_Request):
     participant_id: Identifier
-    name: Annotated[str, Field(min_length=1, max_length=200)]
+    # No control characters: PostgreSQL refuses NUL in text, and no display name needs them.
+    name: Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")]
 
 
 class ParticipantOut(BaseModel):

@@ -12,7 +12,7 @@ of them.
 
 from __future__ import annotations
 
-from crossdvp.settlement.decision import LedgerView, LockObservation, Verdict, decide, lock_matches
+from crossdvp.settlement.decision import LedgerView, LockObservation, Verdict, decide, leg_lock, lock_matches
 from crossdvp.settlement.errors import (
     DuplicateSigner,
     InvalidDonConfig,
@@ -90,6 +90,7 @@ __all__ = [
     "decode_report",
     "encode_payload",
     "encode_workflow_name",
+    "leg_lock",
     "lock_matches",
     "recover_signer",
     "report_context",

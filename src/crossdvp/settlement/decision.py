@@ -3,7 +3,8 @@
 Every node runs `decide` over what it observed *at finality* on each network:
 
 - SETTLE if every leg has a final lock that matches the terms exactly and was stamped no later than
-  the deadline; decided at the latest of those lock times.
+  the deadline; decided at the latest of those lock times. A leg's lock is its earliest lock naming
+  the terms' hash (`leg_lock`): the one the escrow pays.
 - ABORT if not SETTLE and every involved network's final time is past the deadline; decided at the
   deadline.
 - PENDING otherwise (including when a view for an involved network is missing).
@@ -18,14 +19,14 @@ computes the same report timestamp.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from crossdvp.settlement import _validate as v
 from crossdvp.settlement.errors import InvalidObservation
 from crossdvp.settlement.terms import Decision, Terms
 
-__all__ = ["LedgerView", "LockObservation", "Verdict", "decide", "lock_matches"]
+__all__ = ["LedgerView", "LockObservation", "Verdict", "decide", "leg_lock", "lock_matches"]
 
 _MAX_UINT256 = 2**256 - 1
 
@@ -135,6 +136,37 @@ class Verdict:
         return self.decision is not Decision.PENDING
 
 
+def leg_lock(terms: Terms, leg_index: int, locks: Sequence[LockObservation]) -> LockObservation | None:
+    """The lock that locks leg `leg_index` of `terms`, or None if the leg counts as not locked.
+
+    A leg's lock is its earliest lock (by ledger time) naming the terms' hash, of that settlement and
+    leg on the leg's network, and it must match the terms exactly (`lock_matches`). The escrow pays,
+    of a leg's locks under a decision's terms hash, the first one locked (and refunds any later one)
+    whatever its other fields, so a SETTLE decided on a later, matching lock would let a first,
+    mismatching one be paid instead. Locks stamped at the same earliest time (one block) must all
+    match: which of them came first is not in the observations, and the answer must not depend on
+    the order a view lists them in.
+    """
+    if not 0 <= leg_index < len(terms.legs):
+        return None
+    network = terms.legs[leg_index].network
+    named = [
+        lock
+        for lock in locks
+        if lock.settlement_id == terms.settlement_id
+        and lock.leg_index == leg_index
+        and lock.network == network
+        and lock.terms_hash == terms.terms_hash
+    ]
+    if not named:
+        return None
+    first_s = min(lock.locked_at_s for lock in named)
+    earliest = [lock for lock in named if lock.locked_at_s == first_s]
+    if all(lock_matches(terms, leg_index, lock) for lock in earliest):
+        return earliest[0]
+    return None
+
+
 def lock_matches(terms: Terms, leg_index: int, lock: LockObservation) -> bool:
     """Whether `lock` locks leg `leg_index` of `terms` exactly as the terms say.
 
@@ -166,8 +198,9 @@ def decide(terms: Terms, views: Mapping[str, LedgerView]) -> Verdict:
 
     Views of networks the terms do not involve, and locks of other settlements, are ignored (a view
     may be a whole network's). See the module docstring for the rule.
-    If a leg has several matching locks (a ledger allowing duplicates), the earliest counts: with
-    watermarked views a later-observed lock is stamped later, so the decision time never moves.
+    A leg's lock is the earliest lock of that leg naming the terms' hash (`leg_lock`): if a ledger
+    holds several, that one must match, as it is the one the escrow pays. With watermarked views a
+    later-observed lock is stamped later, so neither the leg's lock nor the decision time moves.
 
     Raises InvalidObservation when a key of `views` differs from its view's network.
     """
@@ -179,11 +212,9 @@ def decide(terms: Terms, views: Mapping[str, LedgerView]) -> Verdict:
     unlocked: list[int] = []
     for index, leg in enumerate(terms.legs):
         view = views.get(leg.network)
-        times = (
-            [] if view is None else [lk.locked_at_s for lk in view.locks if lock_matches(terms, index, lk)]
-        )
-        if times:
-            lock_times.append(min(times))
+        lock = None if view is None else leg_lock(terms, index, view.locks)
+        if lock is not None:
+            lock_times.append(lock.locked_at_s)
         else:
             unlocked.append(index)
 
