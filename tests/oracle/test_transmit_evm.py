@@ -159,11 +159,18 @@ def test_a_report_sent_straight_to_the_forwarder_is_executed_by_the_node(
     assert [type(e).__name__ for e in escrow.events_in(direct)] == ["DecisionPendingEvent"]
     assert escrow.get_lock(settlement_id, 0).state == LockState.LOCKED
 
-    node = deliverer(anvil, world)
-    executing = run(lambda: deliver_then_close(node, report))
-    assert executing.state == DeliveryState.PENDING
-    assert "recorded pending" in executing.detail
+    # Two nodes at once: both may try to execute; the escrow pays each lock once.
+    a, b = deliverer(anvil, world, 5), deliverer(anvil, world, 6)
+    buyer_before = world.contracts.token.balance_of(world.buyer.address)
+
+    async def both() -> list[DeliveryStatus]:
+        return list(await asyncio.gather(deliver_then_close(a, report), deliver_then_close(b, report)))
+
+    results = run(both)
+    assert DeliveryState.PENDING in [r.state for r in results]
+    assert any("recorded pending" in r.detail for r in results)
     assert all(escrow.get_lock(settlement_id, leg).state == LockState.SETTLED for leg in range(6))
+    assert world.contracts.token.balance_of(world.buyer.address) == buyer_before + 6 * 1_000
     again = run(lambda: status_then_close(deliverer(anvil, world), report))
     assert (again.state, again.reference) == (DeliveryState.DELIVERED, "0x" + direct.tx_hash.hex())
 

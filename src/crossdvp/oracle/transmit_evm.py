@@ -531,13 +531,28 @@ class EvmDeliverer:
         sent_tx = ""
         for sid, terms_hash, recs in todo:
             calldata = "0x" + self._abi.execute.encode_call((sid, terms_hash, pack_records(recs))).hex()
-            estimate, block, tip_raw = await self._rpc.batch(
+            estimate, block, tip_raw = await self._rpc.batch_outcomes(
                 [
                     ("eth_estimateGas", [{"from": self.transmitter, "to": self.escrow, "data": calldata}]),
                     ("eth_getBlockByNumber", ["latest", False]),
                     ("eth_maxPriorityFeePerGas", []),
                 ]
             )
+            for outcome in (block, tip_raw):
+                if isinstance(outcome, Exception):
+                    raise outcome
+            if isinstance(estimate, RpcReverted):
+                # Another node executed it first (or a lock changed the records since they were
+                # read: StaleRecords): the next status check reads the records again.
+                logger.info(
+                    "report 0x%s: execute for 0x%s refused (%s); reading again at the next check",
+                    report.workflow_execution_id.hex(),
+                    sid.hex(),
+                    self._abi.describe_revert(estimate.data)[1],
+                )
+                continue
+            if isinstance(estimate, Exception):
+                raise estimate
             gas = hex_int(estimate, "eth_estimateGas") + self.gas_margin
             sent = await self._send(calldata, gas, _Fees.of(block, tip_raw))
             logger.info(
