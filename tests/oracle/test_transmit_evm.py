@@ -175,6 +175,20 @@ def test_a_report_sent_straight_to_the_forwarder_is_executed_by_the_node(
     assert (again.state, again.reference) == (DeliveryState.DELIVERED, "0x" + direct.tx_hash.hex())
 
 
+def test_a_lock_older_than_the_first_part_read_is_found_further_back(
+    anvil: Anvil, world: World, evm: EvmClient
+) -> None:
+    settlement_id = b"\x5b" * 32
+    lock(world, settlement_id, amount=700)
+    evm.mine(300)  # the lock is now far below the 64 blocks read with the heads
+    report = signed_report(world, [ReportItem(settlement_id, TERMS_HASH, Decision.SETTLE)])
+    delivered = run(lambda: deliver_then_close(deliverer(anvil, world), report))
+    assert delivered.state == DeliveryState.DELIVERED
+    receipt = evm.wait(bytes.fromhex(str(delivered.reference)[2:]))
+    kinds = [type(e).__name__ for e in world.contracts.escrow.events_in(receipt)]
+    assert kinds == ["SettledEvent"]  # executed with its records, not left pending
+
+
 def test_with_confirmations_a_landed_delivery_is_pending_until_deep_enough(
     anvil: Anvil, world: World, evm: EvmClient
 ) -> None:
@@ -228,10 +242,9 @@ def test_a_report_is_sent_after_one_round_trip_and_the_nonce_is_kept_between_sen
         lock(world, settlement_id)
         reports.append(signed_report(world, [ReportItem(settlement_id, TERMS_HASH, Decision.SETTLE)]))
     node, transport = recording_deliverer(anvil, world)
-    records = [
-        ["eth_call", "eth_blockNumber"],  # the settlement's head in the escrow, and the chain's
-        ["eth_getLogs"],  # its events, newest part first, until they rebuild that head
-    ]
+    # The settlement's head in the escrow, the chain's, and its events of the last blocks (which
+    # rebuild that head); the first time, the chain's head is read first to place that range.
+    records = [["eth_call", "eth_blockNumber", "eth_getLogs"]]
     one_round_trip = [
         "eth_call",  # the forwarder's outcome so far
         "eth_blockNumber",
@@ -246,6 +259,7 @@ def test_a_report_is_sent_after_one_round_trip_and_the_nonce_is_kept_between_sen
             first_sent = transport.until_sent()
             second = await node.deliver(reports[1])
             assert first_sent == [
+                ["eth_blockNumber"],
                 *records,
                 one_round_trip,
                 ["eth_getTransactionCount"],

@@ -75,6 +75,11 @@ _ON_REPORT_SELECTOR = keccak(text="onReport(bytes,bytes)")[:4]
 _NONCE_ATTEMPTS = 3
 #: Blocks per eth_getLogs when rebuilding records (the node's own poll range, which providers accept).
 _RECORDS_LOG_RANGE = 2_000
+#: The first, newest part is smaller: a report usually goes out a few blocks after its locks, and a
+#: node scans a short range much faster than 2,000 blocks.
+_RECORDS_FIRST_RANGE = 64
+#: How old the head this node last read may be to anchor that first part (a few blocks at most).
+_HEAD_FRESH_S = 5.0
 
 
 class TransmissionState:
@@ -441,9 +446,15 @@ class EvmDeliverer:
     async def _records(self, settlement_ids: Sequence[bytes]) -> dict[bytes, list[LockRecord]]:
         """Each settlement's open lock records, rebuilt from the escrow's events and checked against
         its head: the events are read newest part first, back to `records_from_block`, until every
-        settlement's rebuild matches. A settlement that does not match by then gets no records (the
-        escrow then records its decision pending, and `execute` finishes it later)."""
+        settlement's rebuild matches. The first part (from 64 blocks below the last head this node
+        saw, to "latest") is read in the same round trip as the heads; older ones 2,000 blocks at a
+        time. A settlement that does not match by then (a block mined between the reads, say) gets
+        no records: the escrow then records its decision pending, and `execute` finishes it later."""
         sids = sorted(set(settlement_ids))
+        if self._head is None or asyncio.get_running_loop().time() - self._head[1] > _HEAD_FRESH_S:
+            await self._head_number()  # the first part's range must stay short for capped providers
+        assert self._head is not None
+        first_from = max(self.records_from_block, self._head[0] - _RECORDS_FIRST_RANGE + 1)
         calls: list[tuple[str, Sequence[object]]] = [
             (
                 "eth_call",
@@ -451,19 +462,26 @@ class EvmDeliverer:
             )
             for sid in sids
         ]
-        *raw_heads, number_raw = await self._rpc.batch([*calls, ("eth_blockNumber", [])])
+        logs_call = ("eth_getLogs", [self._events_filter(sids, first_from, "latest")])
+        *raw_heads, number_raw, first_logs = await self._rpc.batch(
+            [*calls, ("eth_blockNumber", []), logs_call]
+        )
         heads = {
             sid: _word(raw, "settlementHead") & ~CLOSED_FLAG for sid, raw in zip(sids, raw_heads, strict=True)
         }
         found: dict[bytes, list[LockRecord]] = {sid: [] for sid in sids}
         unresolved = {sid for sid in sids if heads[sid] != 0}
         events: dict[bytes, list[EscrowEvent]] = {sid: [] for sid in unresolved}
-        to_block = hex_int(number_raw, "eth_blockNumber")
-        while unresolved and to_block >= self.records_from_block:
-            from_block = max(self.records_from_block, to_block - _RECORDS_LOG_RANGE + 1)
+        part_events: list[EscrowEvent] | None = self._decode_logs(first_logs)
+        from_block, to_block = first_from, hex_int(number_raw, "eth_blockNumber")
+        while unresolved:
+            if part_events is None:
+                part_events = await self._escrow_events(sorted(unresolved), from_block, to_block)
             part: dict[bytes, list[EscrowEvent]] = {sid: [] for sid in unresolved}
-            for event in await self._escrow_events(sorted(unresolved), from_block, to_block):
-                part[event.settlement_id].append(event)
+            for event in part_events:
+                if event.settlement_id in part:
+                    part[event.settlement_id].append(event)
+            part_events = None
             for sid in list(unresolved):
                 events[sid] = part[sid] + events[sid]  # this part is older than what was read before
                 try:
@@ -474,6 +492,9 @@ class EvmDeliverer:
                     found[sid] = rebuilt
                     unresolved.discard(sid)
             to_block = from_block - 1
+            if to_block < self.records_from_block:
+                break
+            from_block = max(self.records_from_block, to_block - _RECORDS_LOG_RANGE + 1)
         for sid in sorted(unresolved):
             logger.warning(
                 "escrow events since block %d do not rebuild settlement 0x%s's open records; "
@@ -483,16 +504,21 @@ class EvmDeliverer:
             )
         return found
 
-    async def _escrow_events(
-        self, sids: Sequence[bytes], from_block: int, to_block: int
-    ) -> list[EscrowEvent]:
-        flt = {
+    def _events_filter(self, sids: Sequence[bytes], from_block: int, to_block: int | str) -> dict[str, Any]:
+        return {
             "address": self.escrow,
             "topics": [list(self._abi.record_events), ["0x" + sid.hex() for sid in sids]],
             "fromBlock": to_hex(from_block),
-            "toBlock": to_hex(to_block),
+            "toBlock": to_block if isinstance(to_block, str) else to_hex(to_block),
         }
-        logs = await self._rpc.call("eth_getLogs", [flt])
+
+    async def _escrow_events(
+        self, sids: Sequence[bytes], from_block: int, to_block: int
+    ) -> list[EscrowEvent]:
+        logs = await self._rpc.call("eth_getLogs", [self._events_filter(sids, from_block, to_block)])
+        return self._decode_logs(logs)
+
+    def _decode_logs(self, logs: object) -> list[EscrowEvent]:
         if not isinstance(logs, list):
             raise LedgerUnavailable(f"malformed eth_getLogs response: {logs!r:.200}")
         try:
