@@ -187,7 +187,7 @@ def test_lock_then_a_signed_settle_report_pays_every_payee(
     assert caught.value.error_name == "AlreadyAttempted"
 
 
-def test_report_gas_covers_the_receiver_of_a_large_batch(
+def test_deliver_gas_estimate_covers_every_payout_of_a_large_batch(
     evm: EvmClient, dev_senders: tuple[Sender, ...], network: tuple[AssetNetwork, BoundAssetNetwork]
 ) -> None:
     deployed, bound = network

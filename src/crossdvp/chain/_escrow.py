@@ -370,36 +370,6 @@ def decode_escrow_logs(abi: ContractAbi, logs: Sequence[LogEntry]) -> list[Escro
     return decoded
 
 
-def _find_open(records: list[LockRecord], event: _Positioned, digest: bytes) -> int:
-    index = next((i for i, r in enumerate(records) if r.digest == digest), None)
-    if index is None:
-        sid = getattr(event, "settlement_id", b"")
-        raise ChainError(
-            f"escrow event {type(event).__name__} of settlement 0x{sid.hex()} names record "
-            f"0x{digest.hex()}, which is not open in the events read (read from an earlier block)"
-        )
-    return index
-
-
-def replay_records(events: Iterable[EscrowEvent]) -> list[LockRecord]:
-    """A settlement's open records after its events (in chain order), in the escrow's list order.
-
-    Locked appends a record; Settled, Aborted, Reclaimed and Claimed remove the first open record
-    with the event's digest (records with the same digest are identical, so which one is the same);
-    Owed removes it and appends it again in its owed state, as the escrow does. Raises ChainError
-    if an event names a record that is not open (events missing, or read from too late a block).
-    """
-    records: list[LockRecord] = []
-    for event in events:
-        if isinstance(event, LockedEvent):
-            records.append(event.lock_record)
-        elif isinstance(event, _RECORD_EVENTS):
-            record = records.pop(_find_open(records, event, event.record))
-            if isinstance(event, OwedEvent):
-                records.append(record.owed(event.state))
-    return records
-
-
 @dataclass(frozen=True, slots=True)
 class LockEntry:
     """One lock of a settlement as its events tell it: the record as locked, its state now, and the
@@ -418,36 +388,54 @@ _FINAL_BY_EVENT: dict[type, LockState] = {
 }
 
 
-def lock_history(events: Iterable[EscrowEvent]) -> list[LockEntry]:
-    """Every lock of a settlement in lock order, with its state after `events` (chain order).
-    Raises ChainError as `replay_records` does."""
+def _replay(events: Iterable[EscrowEvent]) -> tuple[list[LockEntry], list[int]]:
+    """Every lock in lock order with its state after `events` (chain order), and the escrow's open
+    list as indices into them. Locked appends a record; Settled, Aborted, Reclaimed and Claimed
+    remove the first open record with the event's digest (records with the same digest are
+    identical, so which one is the same); Owed removes it and appends it again in its owed state,
+    as the escrow does. Raises ChainError if an event names a record that is not open (events
+    missing, or read from too late a block)."""
     entries: list[LockEntry] = []
-    # Open entries as (index into entries, digest of the record in its current state).
-    open_: list[tuple[int, bytes]] = []
-
-    def take(event: _Positioned, digest: bytes) -> int:
-        position = next((i for i, (_, d) in enumerate(open_) if d == digest), None)
-        if position is None:
-            _find_open([], event, digest)  # raises
-        return open_.pop(position)[0]  # type: ignore[arg-type]
-
+    open_: list[tuple[int, bytes]] = []  # (index into entries, digest of its current record)
     for event in events:
         if isinstance(event, LockedEvent):
             record = event.lock_record
             open_.append((len(entries), record.digest))
             entries.append(LockEntry(record, LockState.LOCKED, event.tx_hash, event.block_number))
-        elif isinstance(event, _RECORD_EVENTS):
-            index = take(event, event.record)
-            entry = entries[index]
-            if isinstance(event, OwedEvent):
-                entries[index] = replace(entry, state=event.state)
-                open_.append((index, entry.record.owed(event.state).digest))
-            elif isinstance(event, ClaimedEvent):
-                settled = entry.state is LockState.SETTLE_OWED
-                entries[index] = replace(entry, state=LockState.SETTLED if settled else LockState.ABORTED)
-            else:
-                entries[index] = replace(entry, state=_FINAL_BY_EVENT[type(event)])
-    return entries
+            continue
+        if not isinstance(event, _RECORD_EVENTS):
+            continue
+        position = next((i for i, (_, digest) in enumerate(open_) if digest == event.record), None)
+        if position is None:
+            raise ChainError(
+                f"escrow event {type(event).__name__} of settlement 0x{event.settlement_id.hex()} names "
+                f"record 0x{event.record.hex()}, which is not open in the events read (read from an "
+                "earlier block)"
+            )
+        index = open_.pop(position)[0]
+        entry = entries[index]
+        if isinstance(event, OwedEvent):
+            entries[index] = replace(entry, state=event.state)
+            open_.append((index, entry.record.owed(event.state).digest))
+        elif isinstance(event, ClaimedEvent):
+            settled = entry.state is LockState.SETTLE_OWED
+            entries[index] = replace(entry, state=LockState.SETTLED if settled else LockState.ABORTED)
+        else:
+            entries[index] = replace(entry, state=_FINAL_BY_EVENT[type(event)])
+    return entries, [index for index, _ in open_]
+
+
+def replay_records(events: Iterable[EscrowEvent]) -> list[LockRecord]:
+    """A settlement's open records after its events (in chain order), in the escrow's list order
+    (see `_replay`). Raises ChainError if the events do not replay."""
+    entries, open_list = _replay(events)
+    return [entries[i].record.owed(entries[i].state) for i in open_list]
+
+
+def lock_history(events: Iterable[EscrowEvent]) -> list[LockEntry]:
+    """Every lock of a settlement in lock order, with its state after `events` (chain order).
+    Raises ChainError as `replay_records` does."""
+    return _replay(events)[0]
 
 
 class DvPEscrow(Binding):

@@ -19,14 +19,14 @@ from __future__ import annotations
 import contextlib
 import secrets
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from crossdvp.chain.client import EvmClient
-from crossdvp.chain.contracts import LockState
+from crossdvp.chain.contracts import LockEntry, LockState
 from crossdvp.chain.errors import ChainError
 from crossdvp.client._views import decision_from_views, node_deliveries, problem_detail, terms_from_views
 from crossdvp.client.amounts import currency_decimals
@@ -366,9 +366,14 @@ class Desk:
         delivered: dict[str, bool] = {}
         ledger_report = None
         if terms is not None:
+            # Every chain leg's lock comes from the settlement's escrow events: read them once.
+            history = (
+                self.contracts.escrow.lock_history(terms.settlement_id, self.config.asset.deployed_at_block)
+                if any(leg.network == self.chain_network for leg in terms.legs)
+                else []
+            )
             for index, leg in enumerate(terms.legs):
-                status = self._leg_status(terms, index, leg)
-                legs.append(status)
+                legs.append(self._leg_status(terms, index, leg, history))
             # Read after the legs: the ledger stores a report in the transaction that settles its holds,
             # so a hold seen settled above always has its report here (read first, it could be missed).
             ledger_report = self._ledger_report(terms, execution_id)
@@ -487,7 +492,7 @@ class Desk:
         self._answering = answering
         return views
 
-    def _leg_status(self, terms: Terms, index: int, leg: Leg) -> LegStatus:
+    def _leg_status(self, terms: Terms, index: int, leg: Leg, history: Sequence[LockEntry]) -> LegStatus:
         base = {
             "index": index,
             "network": leg.network,
@@ -501,9 +506,7 @@ class Desk:
             entry = next(
                 (
                     e
-                    for e in self.contracts.escrow.lock_history(
-                        terms.settlement_id, self.config.asset.deployed_at_block
-                    )
+                    for e in history
                     if e.record.leg_index == index and e.record.terms_hash == terms.terms_hash
                 ),
                 None,

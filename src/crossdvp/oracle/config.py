@@ -216,6 +216,8 @@ class EvmNetworkConfig(_Section):
     escrow: str
     forwarder: str
     finality: int | Literal["finalized"] = 2
+    # The escrow's deployment block: where observing starts, and the oldest block a delivery reads
+    # the escrow's events from to rebuild a settlement's lock records.
     start_block: int = Field(default=0, ge=0)
     max_block_range: int = Field(default=DEFAULT_MAX_LOG_RANGE, ge=1)
     transmitter_key_env: str | None = None

@@ -128,7 +128,6 @@ class _ForwarderAbi:
 
     def __init__(self, abi: Sequence[Mapping[str, Any]], receiver_abi: Sequence[Mapping[str, Any]]) -> None:
         by_name = {(e.get("type"), e.get("name")): dict(e) for e in abi}
-        self.report = selector(by_name[("function", "report")])[:4]
         self.info = selector(by_name[("function", "getTransmissionInfo")])[:4]
         self.processed_topic = "0x" + selector(by_name[("event", "ReportProcessed")]).hex()
         escrow = load_artifact("DvPEscrow").contract_abi
